@@ -1,0 +1,43 @@
+# aorm: `make test` runs every check; `make demo` serves the example app.
+#
+# Two virtual environments: .venv (the machine's python3, Django 5.2 LTS) and
+# .venv-next (Python 3.12+ where one exists, the newest Django 6.x).
+
+PYTHON ?= python3
+NEXT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12 \
+	$(HOME)/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.12 python3.13 2>/dev/null))
+
+VENV := .venv
+VENV_NEXT := .venv-next
+EXTRAS := postgresql,test,lint
+
+.PHONY: test lint pytest demo clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[$(EXTRAS)]" "Django>=5.2,<5.3"
+	touch $@
+
+$(VENV_NEXT)/.installed: pyproject.toml
+	$(NEXT_PYTHON) -m venv $(VENV_NEXT)
+	$(VENV_NEXT)/bin/pip install -q --upgrade pip
+	$(VENV_NEXT)/bin/pip install -q -e ".[$(EXTRAS)]" "Django>=6.0,<6.2"
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy src
+
+test: lint $(VENV)/.installed
+	@$(VENV)/bin/python -m tests.runner $(VENV)
+	@if [ -n "$(NEXT_PYTHON)" ]; then \
+		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
+		$(VENV_NEXT)/bin/python -m tests.runner $(VENV_NEXT); \
+	else \
+		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
+	fi
+
+clean:
+	rm -rf $(VENV) $(VENV_NEXT) build src/*.egg-info

@@ -1,0 +1,67 @@
+"""Messages for SynchronousOnlyOperation that name the async form to use instead.
+
+Django's guard says "You cannot call this from an async context - use a thread
+or sync_to_async", which is the one thing an aorm user should not do. The
+frames between the user's code and the guard tell which ORM call it was.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import FrameType
+
+import django
+
+_LIBRARY_DIRS = (str(Path(django.__file__).parent), str(Path(__file__).parent))
+
+_QUERYSET_METHODS = {
+    "get", "create", "get_or_create", "update_or_create", "bulk_create", "bulk_update",
+    "count", "in_bulk", "latest", "earliest", "first", "last", "aggregate", "exists",
+    "contains", "update", "delete", "explain", "iterator",
+}  # fmt: skip
+_EVALUATION = {"__iter__", "__len__", "__bool__", "__getitem__", "_fetch_all", "__repr__"}
+_MODEL_METHODS = {"save", "delete", "refresh_from_db"}
+_RELATED_MANAGER_METHODS = {
+    "add", "remove", "clear", "set", "create", "get_or_create", "update_or_create",
+}  # fmt: skip
+
+_RUN = "to run a block of synchronous ORM code natively, use `await aorm.run(fn, *args)`"
+
+
+def _suggestion(frame: FrameType) -> str | None:
+    code = frame.f_code
+    owner, _, name = getattr(code, "co_qualname", code.co_name).rpartition(".")
+    if owner.endswith("QuerySet"):
+        if name in _QUERYSET_METHODS:
+            return f"QuerySet.{name}() queries the database: use `await queryset.a{name}(...)`"
+        if name in _EVALUATION:
+            return (
+                "evaluating a QuerySet queries the database: use `await queryset` "
+                "(a list) or `async for obj in queryset`"
+            )
+    if owner == "Model" and name in _MODEL_METHODS:
+        return f"Model.{name}() queries the database: use `await obj.a{name}(...)`"
+    if "Related" in owner and "Manager" in owner and name in _RELATED_MANAGER_METHODS:
+        return f"{name}() on a related manager queries the database: use `await manager.a{name}(...)`"
+    if owner.endswith("Descriptor") and name == "__get__":
+        return (
+            "this relation is not loaded, and loading it queries the database: load it "
+            "up front with select_related()/prefetch_related(), or fetch it with "
+            "`await aorm.run(getattr, obj, '<relation name>')`"
+        )
+    return None
+
+
+def async_form_of_current_call() -> str:
+    """Explain, for the synchronous ORM call being made, what to write in async code."""
+    frame = sys._getframe(1)
+    library_frames = []
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        library_frames.append(frame)
+        frame = frame.f_back  # type: ignore[assignment]
+    for library_frame in reversed(library_frames):
+        suggestion = _suggestion(library_frame)
+        if suggestion:
+            return f"You cannot call this from an async context: {suggestion}; {_RUN}."
+    return f"You cannot call this from an async context: {_RUN}."

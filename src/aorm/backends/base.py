@@ -1,0 +1,90 @@
+"""What every aorm backend adds to the Django backend it subclasses.
+
+Django guards its connection methods with ``@async_unsafe``: called while an
+event loop runs in the thread, they raise ``SynchronousOnlyOperation``. That
+guard is part of Django's contract and stays on, for this backend only, except
+for code running inside the bridge, which is exactly the code that may do I/O
+there. When it fires, the message names the async form to use instead.
+
+Guarded methods are found by their code object (every ``async_unsafe`` wrapper
+shares one), so methods Django adds or guards in later versions are covered
+without a list to maintain. The lookup of the guarded method happens at call
+time, so tools that patch Django's base class (pytest-django's database
+blocker) keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from typing import Any
+
+from django.core.exceptions import SynchronousOnlyOperation
+from django.utils.asyncio import async_unsafe
+
+from aorm import _hints
+from aorm.bridge import in_bridge
+
+__all__ = ["BridgedDatabaseWrapper", "sync_wrapper_of_thread"]
+
+_GUARD_CODE = async_unsafe("")(lambda: None).__code__
+
+# The DatabaseWrapper each synchronous thread last connected, per alias: async
+# code started from that thread (asgiref's async_to_sync) must join a
+# transaction the thread holds instead of opening a connection of its own.
+_sync_wrappers: weakref.WeakValueDictionary[tuple[int, str], Any] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def sync_wrapper_of_thread(thread_ident: int, alias: str) -> Any:
+    return _sync_wrappers.get((thread_ident, alias))
+
+
+def _is_guarded(method: Any) -> bool:
+    return getattr(getattr(method, "__func__", method), "__code__", None) is _GUARD_CODE
+
+
+def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
+    guarded = getattr(super(BridgedDatabaseWrapper, self), name)
+    if in_bridge():
+        return guarded.__func__.__wrapped__(self, *args, **kwargs)
+    try:
+        return guarded(*args, **kwargs)
+    except SynchronousOnlyOperation:
+        raise SynchronousOnlyOperation(_hints.async_form_of_current_call()) from None
+
+
+def _let_bridge_through(name: str) -> Any:
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _call_guarded(self, name, args, kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+class BridgedDatabaseWrapper:
+    """Mixin for a Django ``DatabaseWrapper``: usable from the bridge, guarded elsewhere.
+
+    It must come before Django's class in the bases.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            if _is_guarded(getattr(cls, name, None)):
+                setattr(cls, name, _let_bridge_through(name))
+
+    def connect(self) -> None:
+        _call_guarded(self, "connect", (), {})
+        if not in_bridge() and not _loop_running():
+            _sync_wrappers[(threading.get_ident(), self.alias)] = self  # type: ignore[attr-defined]
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
