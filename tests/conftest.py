@@ -1,0 +1,43 @@
+"""Fixtures shared by the whole suite.
+
+Async tests write through their own pooled connections, which a test
+transaction cannot contain, so they use ``transactional_db`` semantics:
+tables are flushed after each test (see ``native_db``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from django.db.backends import utils as backend_utils
+
+ALL_DATABASES = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+@dataclass
+class SqlLog:
+    """Every SQL statement executed through Django's cursors, with the thread that ran it."""
+
+    statements: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def threads(self) -> set[int]:
+        return {thread for _, _, thread in self.statements}
+
+    def clear(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
+    log = SqlLog()
+    original = backend_utils.CursorWrapper._execute_with_wrappers
+
+    def recording(self, sql, params, many, executor):  # type: ignore[no-untyped-def]
+        log.statements.append((self.db.alias, str(sql), threading.get_ident()))
+        return original(self, sql, params, many, executor)
+
+    monkeypatch.setattr(backend_utils.CursorWrapper, "_execute_with_wrappers", recording)
+    yield log

@@ -1,0 +1,59 @@
+"""Run the test suite once per database this machine can reach; a line of result per database.
+
+Used by ``make test``: ``python -m tests.runner LABEL [pytest args...]``.
+Under CI (``CI=true``) an unreachable PostgreSQL is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import django
+
+SERVERS = {"postgresql": ("127.0.0.1", 5432)}
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def main() -> int:
+    label, *pytest_args = sys.argv[1:] or ["tests"]
+    python = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    prefix = f"[{label}: {python}, Django {django.get_version()}]"
+    failed = False
+    totals = {"passed": 0, "failed": 0}
+    for database, (host, port) in SERVERS.items():
+        if not reachable(host, port):
+            print(f"{prefix} {database}: not reachable at {host}:{port}, skipped", flush=True)
+            failed |= os.environ.get("CI") == "true" and database == "postgresql"
+            continue
+        env = {**os.environ, "AORM_TEST_DATABASE": database}
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        sys.stdout.write(proc.stdout)
+        summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|error)", summary)}
+        totals["passed"] += counts.get("passed", 0)
+        totals["failed"] += counts.get("failed", 0) + counts.get("error", 0)
+        print(f"{prefix} {database}: {summary.strip('= ')}", flush=True)
+        failed |= proc.returncode != 0
+    print(f"{prefix} total: {totals['passed']} passed, {totals['failed']} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
