@@ -1,4 +1,5 @@
-# aorm: `make test` runs every check; `make demo` serves the example app.
+# aorm: `make test` runs every check; `make demo` serves the example app;
+# `make conformance` runs Django's own test suite on aorm's backend (conformance/run.py).
 #
 # Two virtual environments: .venv (the machine's python3, Django 5.2 LTS) and
 # .venv-next (Python 3.12+ where one exists, the newest Django 6.x).
@@ -11,7 +12,7 @@ VENV := .venv
 VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
-.PHONY: test lint pytest demo clean
+.PHONY: test lint pytest demo clean conformance
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,20 @@ test: lint $(VENV)/.installed
 	else \
 		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
 	fi
+
+# Django's own tests, on django.db.backends.postgresql and on aorm's backend:
+# fails if a test passing on the first does not pass on the second. Both
+# Django versions run even when the first one fails.
+conformance: $(VENV)/.installed
+	@status=0; \
+	$(VENV)/bin/python -m conformance.run || status=1; \
+	if [ -n "$(NEXT_PYTHON)" ]; then \
+		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
+		$(VENV_NEXT)/bin/python -m conformance.run || status=1; \
+	else \
+		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
+	fi; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) $(VENV_NEXT) build src/*.egg-info

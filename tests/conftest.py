@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from asgiref.sync import SyncToAsync
+from django.db import connections
 from django.db.backends import utils as backend_utils
 
 ALL_DATABASES = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -41,3 +43,10 @@ def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
 
     monkeypatch.setattr(backend_utils.CursorWrapper, "_execute_with_wrappers", recording)
     yield log
+
+
+@pytest.fixture(autouse=True)
+def close_reference_connections() -> Iterator[None]:
+    """Close what ``sync_to_async`` reference calls left open in asgiref's worker thread."""
+    yield
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()

@@ -6,6 +6,7 @@ server.
 """
 
 import os
+import tempfile
 
 SECRET_KEY = "aorm-tests"
 USE_TZ = True
@@ -33,8 +34,20 @@ if DATABASE == "postgresql":
     _aorm_engine = "aorm.backends.postgresql"
     _stock_engine = "django.db.backends.postgresql"
     _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
+    _test = {"NAME": TEST_NAME}
+    _unpooled: dict[str, object] = {}
+elif DATABASE == "sqlite":
+    # A file database, as in production: WAL, several connections, real locks.
+    # One file per run, so that concurrent runs don't collide.
+    _file = os.path.join(tempfile.gettempdir(), f"{TEST_NAME}-{os.getpid()}.sqlite3")
+    _server = {"NAME": _file}
+    _aorm_engine = "aorm.backends.sqlite3"
+    _stock_engine = "django.db.backends.sqlite3"
+    _pool = {"pool": {"max_size": 8, "timeout": 10}}
+    _test = {"NAME": _file}
+    _unpooled = {"pool": False}
 else:
-    raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql")
+    raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql or sqlite")
 
 DATABASES = {
     # The alias under test: aorm's backend, pooled where the database pools.
@@ -42,10 +55,19 @@ DATABASES = {
         "ENGINE": _aorm_engine,
         **_server,
         "OPTIONS": _pool,
-        "TEST": {"NAME": TEST_NAME},
+        "TEST": _test,
     },
     # aorm without a pool: a connection per operation.
-    "unpooled": {"ENGINE": _aorm_engine, **_server, "TEST": {"MIRROR": "default"}},
+    "unpooled": {
+        "ENGINE": _aorm_engine,
+        **_server,
+        "OPTIONS": _unpooled,
+        "TEST": {"MIRROR": "default"},
+    },
     # Django's own backend on the same database: the reference behaviour.
     "stock": {"ENGINE": _stock_engine, **_server, "TEST": {"MIRROR": "default"}},
 }
+
+if DATABASE == "sqlite":
+    # Django's in-memory test database (shared cache), used through aorm.
+    DATABASES["memory"] = {"ENGINE": _aorm_engine, "NAME": ":memory:"}

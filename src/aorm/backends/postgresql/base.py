@@ -17,13 +17,13 @@ from django.db.backends.postgresql import base as django_postgresql
 
 from aorm import _loops
 from aorm.backends.base import BridgedDatabaseWrapper
-from aorm.backends.postgresql.driver import AsyncPool, Unpooled
+from aorm.backends.postgresql.driver import Pooled, Unpooled, check_connection
 from aorm.bridge import in_bridge
 
 __all__ = ["DatabaseWrapper"]
 
 
-async def _close_pool(pool: AsyncPool | Unpooled) -> None:
+async def _close_pool(pool: Pooled | Unpooled) -> None:
     await pool.aclose()
 
 
@@ -36,7 +36,7 @@ class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper)
             ("aorm.postgresql", self.alias), self._new_async_pool, _close_pool
         )
 
-    def _new_async_pool(self) -> AsyncPool | Unpooled:
+    def _new_async_pool(self) -> Pooled | Unpooled:
         options = self.settings_dict["OPTIONS"].get("pool")
         connect_kwargs = self.get_connection_params()
         if not options:
@@ -45,10 +45,8 @@ class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper)
             raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
         options = {} if options is True else {**options}
         if self.settings_dict["CONN_HEALTH_CHECKS"]:
-            from psycopg_pool import AsyncConnectionPool
-
-            options.setdefault("check", AsyncConnectionPool.check_connection)
-        return AsyncPool(connect_kwargs, self._configure_connection, options)
+            options.setdefault("check", check_connection)
+        return Pooled(self.alias, connect_kwargs, self._configure_connection, options)
 
     def close_pool(self) -> None:
         # Async pools of every loop are dropped (new settings, new pools); each

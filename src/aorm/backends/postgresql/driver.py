@@ -9,11 +9,10 @@ classes (client-side binding, server-side cursors, ``callproc``, COPY) run on
 it as they are; only the waiting changed place. A client-side cursor's fetches
 never wait, so they cost nothing extra.
 
-Connections are opened by psycopg's async code and pooled by
-``psycopg_pool.AsyncConnectionPool`` (health checks, lifetimes, reconnection).
-The synchronous face shares the async connection's libpq connection; each
-async connection gets one face, kept with it for its whole life, so client
-state (prepared statements, adapters) stays consistent.
+Connections are opened by psycopg's ``AsyncConnection.connect`` and pooled by
+:mod:`aorm._pool` (see there why not psycopg_pool). The synchronous face shares
+the async connection's libpq connection and lives exactly as long as it, so
+client state (prepared statements, adapters) stays consistent.
 """
 
 from __future__ import annotations
@@ -26,9 +25,10 @@ import psycopg
 from psycopg import AsyncConnection, waiting
 from psycopg.pq import TransactionStatus
 
-from aorm.bridge import await_, in_bridge, run
+from aorm._pool import AsyncPool
+from aorm.bridge import await_, in_bridge
 
-__all__ = ["AsyncPool", "Connection", "Unpooled"]
+__all__ = ["Connection", "Pooled", "Unpooled", "check_connection"]
 
 
 class _ExclusiveUse:
@@ -69,6 +69,7 @@ class Connection(psycopg.Connection[Any]):
         self._adapters = source.adapters
         self._autocommit = source.autocommit
         self.prepare_threshold = source.prepare_threshold
+        self.configured = False  # Django's per-connection setup ran
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         if not in_bridge():
@@ -84,58 +85,52 @@ class Connection(psycopg.Connection[Any]):
             raise
 
 
-def _face(source: AsyncConnection[Any], cursor_factory: type[psycopg.Cursor[Any]]) -> Connection:
-    face: Connection | None = getattr(source, "_aorm_face", None)
-    if face is None:
-        face = Connection(source, cursor_factory)
-        source._aorm_face = face  # type: ignore[attr-defined]
-    return face
-
-
 def _split(connect_kwargs: dict[str, Any]) -> tuple[dict[str, Any], type[psycopg.Cursor[Any]]]:
     """Django's connection parameters, less its synchronous cursor class (the face's)."""
     kwargs = {**connect_kwargs, "autocommit": True}
     return kwargs, kwargs.pop("cursor_factory")
 
 
-class AsyncPool:
-    """One event loop's ``AsyncConnectionPool``, with the synchronous face Django's code calls."""
+class Pooled:
+    """Django's pool protocol (``open``/``getconn``/``putconn``) over aorm's async pool."""
 
     def __init__(
         self,
+        alias: str,
         connect_kwargs: dict[str, Any],
         configure: Callable[[Connection], object],
         options: dict[str, Any],
     ) -> None:
-        from psycopg_pool import AsyncConnectionPool
-
-        kwargs, self._cursor_factory = _split(connect_kwargs)
-        self._configure_face = configure
-        options = {**options}
-        self.pool = AsyncConnectionPool(
-            kwargs=kwargs, open=False, configure=self._configure, **options
+        self._kwargs, self._cursor_factory = _split(connect_kwargs)
+        self._configure = configure
+        self.pool: AsyncPool[Connection] = AsyncPool(
+            alias, self._connect, _close, _reusable, options
         )
-        self._opened = False
 
-    async def _configure(self, source: AsyncConnection[Any]) -> None:
-        # psycopg_pool calls this from its own tasks, outside any bridge.
-        await run(self._configure_face, _face(source, self._cursor_factory))
+    async def _connect(self) -> Connection:
+        return Connection(await AsyncConnection.connect(**self._kwargs), self._cursor_factory)
 
     def open(self) -> None:
-        if not self._opened:
-            await_(self.pool.open())
-            self._opened = True
+        pass
 
     def getconn(self) -> Connection:
-        face = _face(await_(self.pool.getconn()), self._cursor_factory)
+        face = await_(self.pool.acquire())
+        if not face.configured:
+            try:
+                self._configure(face)
+            except BaseException:
+                face.pgconn.finish()
+                await_(self.pool.release(face))
+                raise
+            face.configured = True
         face._pool = self  # type: ignore[assignment]
         return face
 
     def putconn(self, face: Connection) -> None:
-        await_(self.pool.putconn(face.async_connection))
+        await_(self.pool.release(face))
 
     async def aclose(self) -> None:
-        await self.pool.close()
+        await self.pool.aclose()
 
 
 class Unpooled:
@@ -145,7 +140,7 @@ class Unpooled:
         self, connect_kwargs: dict[str, Any], configure: Callable[[Connection], object]
     ) -> None:
         self._kwargs, self._cursor_factory = _split(connect_kwargs)
-        self._configure_face = configure
+        self._configure = configure
 
     def open(self) -> None:
         pass
@@ -154,7 +149,7 @@ class Unpooled:
         face = Connection(await_(AsyncConnection.connect(**self._kwargs)), self._cursor_factory)
         face._pool = self  # type: ignore[assignment]
         try:
-            self._configure_face(face)
+            self._configure(face)
         except BaseException:
             face.pgconn.finish()
             raise
@@ -162,7 +157,21 @@ class Unpooled:
 
     def putconn(self, face: Connection) -> None:
         face._pool = None
-        face.close()
+        await_(_close(face))
 
     async def aclose(self) -> None:
         pass
+
+
+async def _close(face: Connection) -> None:
+    await face.async_connection.close()
+
+
+def _reusable(face: Connection) -> bool:
+    """Open, and not inside a transaction or an error state: safe for the next borrower."""
+    return not face.closed and face.pgconn.transaction_status == TransactionStatus.IDLE
+
+
+async def check_connection(face: Connection) -> None:
+    """The pool's health check (``CONN_HEALTH_CHECKS``): an empty round trip."""
+    await face.async_connection.execute("")

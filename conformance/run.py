@@ -1,0 +1,316 @@
+"""Run Django's own test suite on aorm's PostgreSQL backend and compare with Django's.
+
+``python -m conformance.run [--refresh-baseline] [--parallel N] [LABEL...]``,
+from the checkout's root, with the interpreter of the virtualenv to test
+(``make conformance`` runs it for ``.venv`` and ``.venv-next``).
+
+1. The test suite of the installed Django version comes from its source
+   distribution (``pip download --no-binary :all:``), cached in
+   ``.conformance/``; only its ``tests/`` directory is extracted.
+2. The labels run on ``django.db.backends.postgresql``: the baseline. It is
+   cached per Django version, keyed by everything that can change it (labels,
+   Python and psycopg versions, the files of this package);
+   ``--refresh-baseline`` runs it again.
+3. The labels run on ``aorm.backends.postgresql``, with the ``aorm`` app
+   installed.
+4. Every test that passes (or fails as expected) on Django's backend must do
+   the same on aorm's. Any other outcome -- failure, error, skip, not run --
+   is listed with its traceback, and the exit status is 1. Errors outside any
+   test (``setUpClass``...) that only aorm has are listed too.
+
+Logs, outcomes (JSON) and the list of differences are left in
+``.conformance/`` for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import django
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".conformance"
+PACKAGE = Path(__file__).resolve().parent
+
+LABELS = [
+    "basic",
+    "queries",
+    "transactions",
+    "transaction_hooks",
+    "select_related",
+    "prefetch_related",
+    "many_to_one",
+    "many_to_many",
+    "one_to_one",
+    "get_or_create",
+    "update",
+    "delete",
+    "bulk_create",
+    "aggregation",
+    "expressions",
+    "lookup",
+    "select_for_update",
+    "raw_query",
+    "custom_managers",
+    "signals",
+    "backends",
+    # Django's tests of its async ORM API, which aorm routes.
+    "async",
+    "generic_relations",
+    "update_only_fields",
+]
+
+FLAVOURS = {
+    "stock": ("conformance.settings_stock", [], "django.db.backends.postgresql.base"),
+    "aorm": ("conformance.settings_aorm", ["aorm"], "aorm.backends.postgresql.base"),
+}
+
+GOOD = {"passed", "expected_failure"}
+BAD = {"failed", "error", "unexpected_success"}
+
+
+def say(message: str) -> None:
+    python = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    print(f"[conformance: {python}, Django {django.get_version()}] {message}", flush=True)
+
+
+def test_suite(version: str) -> Path:
+    """Django's ``tests/`` directory for ``version``, downloaded and extracted once."""
+    target = CACHE / f"django-{version}"
+    if (target / "tests" / "runtests.py").exists():
+        return target / "tests"
+    sdist = CACHE / f"django-{version}.tar.gz"
+    if not sdist.exists():
+        say(f"downloading Django {version}'s source distribution")
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps"),
+                *("--no-binary", ":all:", f"django=={version}", "--dest", str(CACHE)),
+            ],
+            check=True,
+        )
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp, tarfile.open(sdist) as archive:
+        prefix = f"django-{version}/tests/"
+        members = [m for m in archive.getmembers() if m.name.startswith(prefix)]
+        archive.extractall(tmp, members=members, filter="data")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(Path(tmp, f"django-{version}"), target)
+    return target / "tests"
+
+
+@contextlib.contextmanager
+def locked(version: str) -> Iterator[None]:
+    """One run per Django version and checkout at a time: they share test databases."""
+    with open(CACHE / f"lock-{version}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def baseline_key(labels: list[str], parallel: int) -> str:
+    import psycopg
+
+    parts: list[Any] = [
+        django.get_version(),
+        sys.version_info[:2],
+        psycopg.__version__,
+        labels,
+        parallel,
+    ]
+    parts += [(path.name, path.read_text()) for path in sorted(PACKAGE.glob("*.py"))]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
+
+
+def run_flavour(
+    flavour: str, tests_dir: Path, labels: list[str], parallel: int, timeout: int, output: Path
+) -> dict[str, Any]:
+    """Run ``runtests.py`` for one flavour; return the runner's report."""
+    settings, apps, backend = FLAVOURS[flavour]
+    log = output.with_suffix(".log")
+    output.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "conformance.launch", str(tests_dir)]
+    for app in apps:
+        command += ["--with-app", app]
+    command += [f"--settings={settings}", "--noinput", f"--parallel={parallel}", *labels]
+    env = {**os.environ, "AORM_CONFORMANCE_OUTPUT": str(output), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    started = time.monotonic()
+    with open(log, "w") as log_file:
+        # A session of its own: on timeout, the test processes go with it.
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            status: int | str = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            status = f"killed after {timeout}s"
+            drop_test_databases(flavour)
+    elapsed = time.monotonic() - started
+    if not output.exists():
+        tail = log.read_text().splitlines()[-40:]
+        say(f"{flavour}: the test run crashed ({status = }); end of {log.relative_to(ROOT)}:")
+        print("\n".join(f"    {line}" for line in tail))
+        raise SystemExit(2)
+    report: dict[str, Any] = json.loads(output.read_text())
+    setup = report["setup"]
+    problems = [
+        f"alias {alias!r} uses {module}, expected {backend}"
+        for alias, module in setup["backends"].items()
+        if module != backend
+    ]
+    routed = setup["queryset_sync_to_async"] != "asgiref.sync"
+    if flavour == "aorm" and ("aorm" not in setup["installed_apps"] or not routed):
+        problems.append("the aorm app is not installed, or its routing is not in place")
+    if flavour == "stock" and ("aorm" in setup["installed_apps"] or routed):
+        problems.append("aorm is installed in the baseline run")
+    if problems:
+        say(f"{flavour}: misconfigured run: " + "; ".join(problems))
+        raise SystemExit(2)
+    report["elapsed"] = elapsed
+    output.write_text(json.dumps(report, indent=1, sort_keys=True))
+    return report
+
+
+def drop_test_databases(flavour: str) -> None:
+    """Drop what a killed run left on the server (Django drops them itself otherwise)."""
+    import psycopg
+
+    from conformance._settings import server, test_database_prefix
+
+    params = server()
+    prefix = test_database_prefix(flavour)
+    with psycopg.connect(
+        dbname=params["NAME"],
+        user=params["USER"],
+        host=params["HOST"],
+        port=params["PORT"],
+        autocommit=True,
+    ) as connection:
+        names = connection.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix]
+        ).fetchall()
+        for (name,) in names:
+            connection.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
+
+
+def summary(report: dict[str, Any]) -> str:
+    counts = Counter(entry["outcome"] for entry in report["outcomes"].values())
+    order = ["passed", "failed", "error", "skipped", "expected_failure", "unexpected_success"]
+    text = ", ".join(f"{counts[name]} {name.replace('_', ' ')}" for name in order if counts[name])
+    return f"{text} in {report['elapsed']:.0f}s"
+
+
+def differences(stock: dict[str, Any], aorm: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(test id, stock outcome, aorm outcome, aorm detail) for each regression on aorm."""
+    found = []
+    for test_id, expected in sorted(stock.items()):
+        actual = aorm.get(test_id, {"outcome": "not run", "detail": ""})
+        if expected["outcome"] in GOOD and actual["outcome"] != expected["outcome"]:
+            found.append((test_id, expected["outcome"], actual["outcome"], actual["detail"]))
+    for test_id, actual in sorted(aorm.items()):
+        if test_id not in stock and actual["outcome"] in BAD:
+            found.append((test_id, "not run", actual["outcome"], actual["detail"]))
+    return found
+
+
+def excerpt(detail: str, lines: int) -> str:
+    """The end of a traceback (where the exception is), indented."""
+    text = detail.rstrip().splitlines()
+    if lines and len(text) > lines:
+        text = ["...", *text[-lines:]]
+    return "\n".join(f"      {line}" for line in text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("labels", nargs="*", default=LABELS, help="Django test labels")
+    parser.add_argument("--parallel", type=int, default=2, help="test processes (default 2)")
+    parser.add_argument(
+        "--timeout", type=int, default=900, help="seconds per test run (default 900)"
+    )
+    parser.add_argument(
+        "--refresh-baseline", action="store_true", help="run Django's backend even if cached"
+    )
+    parser.add_argument(
+        "--traceback-lines", type=int, default=12, help="lines of traceback shown (0: all)"
+    )
+    options = parser.parse_args()
+
+    CACHE.mkdir(exist_ok=True)
+    version = django.get_version()
+    started = time.monotonic()
+    tests_dir = test_suite(version)
+    with locked(version):
+        key = baseline_key(options.labels, options.parallel)
+        baseline = CACHE / f"stock-{version}-{key}.json"
+        if baseline.exists() and not options.refresh_baseline:
+            stock = json.loads(baseline.read_text())
+            say(f"django.db.backends.postgresql: {summary(stock)} (cached {baseline.name})")
+        else:
+            say(f"django.db.backends.postgresql: running {len(options.labels)} labels")
+            stock = run_flavour(
+                "stock", tests_dir, options.labels, options.parallel, options.timeout, baseline
+            )
+            say(f"django.db.backends.postgresql: {summary(stock)}")
+
+        say(f"aorm.backends.postgresql: running {len(options.labels)} labels")
+        aorm_output = CACHE / f"aorm-{version}.json"
+        aorm = run_flavour(
+            "aorm", tests_dir, options.labels, options.parallel, options.timeout, aorm_output
+        )
+        say(f"aorm.backends.postgresql: {summary(aorm)}")
+
+    broken = sum(entry["outcome"] in BAD for entry in stock["outcomes"].values())
+    if broken:
+        say(f"note: {broken} tests fail on Django's own backend too; they are not compared")
+    found = differences(stock["outcomes"], aorm["outcomes"])
+    report_path = CACHE / f"differences-{version}.txt"
+    lines = [
+        f"{test_id}: {expected} on django.db.backends.postgresql, {actual} on aorm\n{detail}"
+        for test_id, expected, actual, detail in found
+    ]
+    report_path.write_text("\n\n".join(lines) + "\n" if lines else "")
+    elapsed = time.monotonic() - started
+    if not found:
+        say(f"OK: no test passes on Django's backend but not on aorm's ({elapsed:.0f}s)")
+        return 0
+    say(
+        f"FAILED: {len(found)} tests pass on django.db.backends.postgresql"
+        f" but not on aorm.backends.postgresql ({elapsed:.0f}s):"
+    )
+    for test_id, expected, actual, detail in found:
+        print(f"  {test_id}: {expected} -> {actual}")
+        if detail:
+            print(excerpt(detail, options.traceback_lines))
+    print(f"  full tracebacks: {report_path.relative_to(ROOT)}, logs: .conformance/*.log")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""A connection pool for one event loop, with no background task.
+
+Why not psycopg_pool's ``AsyncConnectionPool``: its maintenance workers catch
+``CancelledError`` and keep running, so ``asyncio.run`` (and every runner that
+cancels the remaining tasks before closing the loop: uvicorn, pytest-asyncio)
+hangs forever if a worker was opening a connection at that moment; and
+cancellation of a waiting ``getconn()`` can be lost (psycopg issues 1345 and
+1401). A request cancelled by a client disconnect must never strand a
+connection, so aorm's pool is small and does everything in the caller's task:
+
+- ``acquire()`` takes the most recently used idle connection (checked first
+  when health checks are on), else opens one while below ``max_size``, else
+  waits in line, at most ``timeout`` seconds, then raises
+  :class:`PoolTimeout` naming the alias, the pool size and the connections
+  in use.
+- ``release()`` keeps a connection only if it is open and idle (no
+  transaction left open, no error state, not past ``max_lifetime``);
+  otherwise it closes it. A dirty connection is never handed out again.
+- A waiter woken for a free slot that is cancelled before it takes the slot
+  passes the wake-up on, so no waiter sleeps while a connection is free.
+
+Options are psycopg_pool's names, as Django's ``OPTIONS["pool"]`` uses them:
+``min_size`` (idle connections kept when ``max_idle`` expires others; they
+are opened on demand, not in advance), ``max_size``, ``timeout``,
+``max_lifetime``, ``max_idle`` and ``check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.utils import OperationalError
+
+__all__ = ["AsyncPool", "PoolStats", "PoolTimeout"]
+
+C = TypeVar("C")
+
+_OPTIONS = {"min_size", "max_size", "timeout", "max_lifetime", "max_idle", "check", "name"}
+
+
+class PoolTimeout(OperationalError):
+    """No connection became free within the pool's ``timeout``."""
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A pool's state, for dashboards and health endpoints."""
+
+    alias: str
+    max_size: int
+    size: int
+    idle: int
+    in_use: int
+    waiting: int
+
+
+class AsyncPool(Generic[C]):
+    """Connections to one database for one event loop."""
+
+    def __init__(
+        self,
+        alias: str,
+        connect: Callable[[], Awaitable[C]],
+        close: Callable[[C], Awaitable[object]],
+        reusable: Callable[[C], bool],
+        options: dict[str, Any],
+    ) -> None:
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['OPTIONS']['pool']: unsupported option(s) "
+                f"{', '.join(sorted(unknown))}; aorm's async pool accepts {', '.join(sorted(_OPTIONS))}."
+            )
+        self.alias = alias
+        self.min_size = int(options.get("min_size", 4))
+        self.max_size = int(options.get("max_size") or self.min_size)
+        if self.max_size < 1 or self.max_size < self.min_size:
+            raise ImproperlyConfigured(
+                f"DATABASES[{alias!r}]['OPTIONS']['pool']: max_size must be at least 1 and "
+                f"at least min_size (got min_size={self.min_size}, max_size={self.max_size})."
+            )
+        self.timeout = float(options.get("timeout", 30.0))
+        self.max_lifetime = float(options.get("max_lifetime", 3600.0))
+        self.max_idle = float(options.get("max_idle", 600.0))
+        self._check: Callable[[C], Awaitable[object]] | None = options.get("check")
+        self._connect, self._close, self._reusable = connect, close, reusable
+        self._idle: deque[tuple[C, float, float]] = deque()  # (conn, opened, released)
+        self._opened_at: dict[int, float] = {}
+        self._size = 0  # open or opening connections
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    def stats(self) -> PoolStats:
+        waiting = sum(1 for waiter in self._waiters if not waiter.done())
+        idle = len(self._idle)
+        return PoolStats(self.alias, self.max_size, self._size, idle, self._size - idle, waiting)
+
+    async def acquire(self) -> C:
+        if self._closed:
+            raise OperationalError(f"the connection pool of database {self.alias!r} is closed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            conn = await self._take_idle()
+            if conn is not None:
+                return conn
+            if self._size < self.max_size:
+                return await self._open()
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._wake_one()  # the wake-up was ours: pass it on
+                waiter.cancel()
+                if isinstance(exc, TimeoutError):
+                    raise self._timeout_error() from None
+                raise
+
+    async def _take_idle(self) -> C | None:
+        now = time.monotonic()
+        while self._idle:
+            conn, opened, released = self._idle.pop()
+            if (
+                now - opened > self.max_lifetime
+                or now - released > self.max_idle
+                or not self._reusable(conn)
+            ):
+                await self._discard(conn)
+                continue
+            if self._check is not None:
+                try:
+                    await self._check(conn)
+                except Exception:
+                    await self._discard(conn)
+                    continue
+            return conn
+        return None
+
+    async def _open(self) -> C:
+        self._size += 1
+        try:
+            conn = await self._connect()
+        except BaseException:
+            self._size -= 1
+            self._wake_one()
+            raise
+        self._opened_at[id(conn)] = time.monotonic()
+        return conn
+
+    async def release(self, conn: C) -> None:
+        """Take a connection back: kept if clean, closed otherwise."""
+        opened = self._opened_at.get(id(conn), 0.0)
+        now = time.monotonic()
+        if self._closed or now - opened > self.max_lifetime or not self._reusable(conn):
+            await self._discard(conn)
+            return
+        self._idle.append((conn, opened, now))
+        self._wake_one()
+        # Connections idle beyond max_idle are closed, min_size of them kept.
+        while len(self._idle) > self.min_size and now - self._idle[0][2] > self.max_idle:
+            stale = self._idle.popleft()[0]
+            self._forget(stale)
+            await self._close_quietly(stale)
+
+    async def _discard(self, conn: C) -> None:
+        self._forget(conn)
+        await self._close_quietly(conn)
+        self._wake_one()
+
+    def _forget(self, conn: C) -> None:
+        self._opened_at.pop(id(conn), None)
+        self._size -= 1
+
+    async def _close_quietly(self, conn: C) -> None:
+        try:
+            await self._close(conn)
+        except Exception:  # a broken connection is closed already, as far as we care
+            pass
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _timeout_error(self) -> PoolTimeout:
+        stats = self.stats()
+        return PoolTimeout(
+            f"no connection to database {self.alias!r} became free within {self.timeout:g}s: "
+            f"the pool's {stats.max_size} connections are all in use ({stats.in_use} in use, "
+            f"{stats.waiting} other tasks waiting). Raise OPTIONS['pool']['max_size'] or "
+            f"hold connections for less time (transactions keep theirs until they end)."
+        )
+
+    async def aclose(self) -> None:
+        """Close idle connections now; those in use are closed when released."""
+        self._closed = True
+        while self._idle:
+            conn = self._idle.pop()[0]
+            self._forget(conn)
+            await self._close_quietly(conn)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(
+                    OperationalError(f"the connection pool of database {self.alias!r} was closed")
+                )
+        self._waiters.clear()
