@@ -26,7 +26,8 @@ TEST_NAME = os.environ.get("AORM_TEST_NAME", "test_aorm")
 
 if DATABASE == "postgresql":
     _server = {
-        "NAME": "postgres",
+        # A server started by a test uses the test database by this name.
+        "NAME": os.environ.get("AORM_TEST_USE_NAME", "postgres"),
         "USER": os.environ.get("AORM_PGUSER", "postgres"),
         "HOST": os.environ.get("AORM_PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("AORM_PGPORT", "5432"),

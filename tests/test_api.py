@@ -124,7 +124,11 @@ async def get_or_create(call: Call) -> Any:
 async def update_or_create(call: Call) -> Any:
     updated = await call(Student.objects, "update_or_create", name="s1", defaults={"age": 99})
     made = await call(
-        Student.objects, "update_or_create", name="s8", defaults={"age": 5}, create_defaults={"age": 6}
+        Student.objects,
+        "update_or_create",
+        name="s8",
+        defaults={"age": 5},
+        create_defaults={"age": 6},
     )
     return updated, made
 
@@ -249,7 +253,10 @@ async def prefetch(call: Call) -> Any:
         await aprefetch_related_objects(authors, Prefetch("books"), "books__tags")
     else:
         await sync_to_async(prefetch_related_objects)(authors, Prefetch("books"), "books__tags")
-    return [(a.name, [(b.title, [t.name for t in b.tags.all()]) for b in a.books.all()]) for a in authors]
+    return [
+        (a.name, [(b.title, [t.name for t in b.tags.all()]) for b in a.books.all()])
+        for a in authors
+    ]
 
 
 CASES = [

@@ -75,7 +75,7 @@ def for_running_loop() -> LoopResources:
         # Step it to its first ``yield`` right here: that registers it with the
         # running loop (through the loop's asyncgen hooks) without a task.
         try:
-            sentinel.__anext__().send(None)
+            sentinel.__anext__().send(None)  # type: ignore[attr-defined]
         except StopIteration:
             pass
         entry = _by_loop[loop] = (resources, sentinel)

@@ -28,6 +28,7 @@ are opened on demand, not in advance), ``max_size``, ``timeout``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -181,10 +182,8 @@ class AsyncPool(Generic[C]):
         self._size -= 1
 
     async def _close_quietly(self, conn: C) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a broken connection is closed already
             await self._close(conn)
-        except Exception:  # a broken connection is closed already, as far as we care
-            pass
 
     def _wake_one(self) -> None:
         while self._waiters:

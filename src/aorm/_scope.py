@@ -47,7 +47,9 @@ def native_aliases() -> frozenset[str]:
             frozenset(
                 alias
                 for alias, options in configured.items()
-                if issubclass(load_backend(options["ENGINE"]).DatabaseWrapper, BridgedDatabaseWrapper)
+                if issubclass(
+                    load_backend(options["ENGINE"]).DatabaseWrapper, BridgedDatabaseWrapper
+                )
             ),
         )
     return _native[1]

@@ -103,7 +103,7 @@ async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             value = await message.awaitable
         except BaseException as exc:
-            message = worker.throw(exc)
+            message = worker.throw(type(exc), exc, exc.__traceback__)
         else:
             message = worker.switch(value)
     worker.gr_context = None

@@ -18,9 +18,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from typing import Any
-
 from contextvars import ContextVar
+from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.utils import asyncio as django_asyncio
@@ -37,9 +36,7 @@ _guard_lifted: ContextVar[bool] = ContextVar("aorm.guard_lifted", default=False)
 # The DatabaseWrapper each synchronous thread last connected, per alias: async
 # code started from that thread (asgiref's async_to_sync) must join a
 # transaction the thread holds instead of opening a connection of its own.
-_sync_wrappers: weakref.WeakValueDictionary[tuple[int, str], Any] = (
-    weakref.WeakValueDictionary()
-)
+_sync_wrappers: weakref.WeakValueDictionary[tuple[int, str], Any] = weakref.WeakValueDictionary()
 
 
 def sync_wrapper_of_thread(thread_ident: int, alias: str) -> Any:

@@ -18,6 +18,7 @@ client state (prepared statements, adapters) stays consistent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +81,10 @@ class Connection(psycopg.Connection[Any]):
             )
         except asyncio.CancelledError:
             if self.pgconn.transaction_status == TransactionStatus.ACTIVE:
-                # Mid-exchange: the protocol state is unknown, never reuse it.
+                # Mid-exchange: stop the server's work, and never reuse a
+                # connection whose protocol state is unknown.
+                with contextlib.suppress(Exception):  # best effort: closed below anyway
+                    await_(self.async_connection.cancel_safe(timeout=5))
                 self.pgconn.finish()
             raise
 

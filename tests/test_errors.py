@@ -1,0 +1,143 @@
+"""Database errors reach async callers as Django's exceptions, and the next call works."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django import forms
+from django.db import DataError, IntegrityError, OperationalError, connections
+from django.db.models.signals import post_save
+
+import aorm
+from tests.app.models import Author, Book, Student
+from tests.conftest import ALL_DATABASES
+
+pytestmark = ALL_DATABASES
+
+ALIASES = ["default", "unpooled"]
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+async def test_integrity_error_then_the_next_call_works(alias: str) -> None:
+    await Author.objects.using(alias).acreate(name="ann")
+    with pytest.raises(IntegrityError):
+        await Author.objects.using(alias).acreate(name="ann")
+    assert await Author.objects.using(alias).acount() == 1
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+async def test_data_error(alias: str) -> None:
+    author = await Author.objects.using(alias).acreate(name="ann")
+    with pytest.raises(DataError):
+        await Book.objects.using(alias).acreate(title="t", author=author, pages=10**6)
+    assert await Book.objects.using(alias).acount() == 0
+
+
+async def test_operational_error_when_the_server_ends_the_session_then_recovery() -> None:
+    def backend_pid() -> int:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return int(cursor.fetchone()[0])
+
+    pid = await aorm.run(backend_pid)
+    await sync_to_async(_terminate)(pid)
+    with pytest.raises(OperationalError):
+        await aorm.run(backend_pid)  # the pool hands back the same, now dead, connection
+    assert await aorm.run(backend_pid) != pid
+    assert await Student.objects.acount() == 0
+
+
+def _terminate(pid: int) -> None:
+    with connections["stock"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+async def test_run_gives_lazy_relations_and_sync_helpers_native_access() -> None:
+    author = await Author.objects.acreate(name="ann")
+    await Book.objects.acreate(title="b1", author=author)
+    book = await Book.objects.aget(title="b1")
+
+    def describe(b: Book) -> str:  # lazy FK access and a related manager, in sync code
+        return f"{b.title} by {b.author.name} ({b.author.books.count()} book)"
+
+    assert await aorm.run(describe, book) == "b1 by ann (1 book)"
+
+
+class AuthorForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Author
+        fields = ["name"]
+
+
+async def test_run_validates_a_model_form() -> None:
+    await Author.objects.acreate(name="ann")
+    form = AuthorForm(data={"name": "ann"})
+    assert not await aorm.run(form.is_valid)  # the unique check queries the database
+    assert "already exists" in str(form.errors)
+    fresh = AuthorForm(data={"name": "bob"})
+    assert await aorm.run(fresh.is_valid)
+    await aorm.run(fresh.save)
+    assert await Author.objects.filter(name="bob").aexists()
+
+
+async def test_async_to_sync_in_a_signal_receiver_inside_the_bridge() -> None:
+    counts: list[int] = []
+
+    async def count() -> int:
+        return await Student.objects.acount()
+
+    def receiver(sender: Any, instance: Student, **kwargs: Any) -> None:
+        counts.append(async_to_sync(count)())
+
+    post_save.connect(receiver, sender=Student)
+    try:
+        await Student.objects.acreate(name="a", age=1)
+    finally:
+        post_save.disconnect(receiver, sender=Student)
+    assert counts == [1]
+
+
+async def test_cancelled_query_leaves_no_connection_behind() -> None:
+    def slow() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(5)")
+
+    task = asyncio.create_task(aorm.run(slow))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await Student.objects.acount() == 0
+    active = await sync_to_async(_sleeping_sessions)()
+    assert active == 0
+
+
+def _sleeping_sessions() -> int:
+    with connections["stock"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%%' "
+            "AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+async def test_no_connection_leak_after_many_operations() -> None:
+    await Student.objects.acreate(name="a", age=1)
+    baseline = await sync_to_async(_sessions_on_test_database)()
+    for _ in range(2_000):
+        await Student.objects.aget(name="a")
+    assert await sync_to_async(_sessions_on_test_database)() == baseline  # one, reused
+    await asyncio.gather(*(Student.objects.acount() for _ in range(200)))
+    assert await sync_to_async(_sessions_on_test_database)() <= baseline + 7  # max_size 8
+
+
+def _sessions_on_test_database() -> int:
+    with connections["stock"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
