@@ -147,7 +147,7 @@ def run_flavour(
     for app in apps:
         command += ["--with-app", app]
     command += [f"--settings={settings}", "--noinput", f"--parallel={parallel}", *labels]
-    env = {**os.environ, "AORM_CONFORMANCE_OUTPUT": str(output), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "AORM_CONFORMANCE_OUTPUT": str(output)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     started = time.monotonic()
     with open(log, "w") as log_file:
@@ -265,8 +265,8 @@ def main() -> int:
     CACHE.mkdir(exist_ok=True)
     version = django.get_version()
     started = time.monotonic()
-    tests_dir = test_suite(version)
     with locked(version):
+        tests_dir = test_suite(version)
         key = baseline_key(options.labels, options.parallel)
         baseline = CACHE / f"stock-{version}-{key}.json"
         if baseline.exists() and not options.refresh_baseline:

@@ -5,8 +5,19 @@ Add ``"aorm"`` to ``INSTALLED_APPS`` and use an aorm backend
 loop, on async drivers, with no thread pool in between.
 """
 
+from aorm._pool import PoolStats, PoolTimeout
 from aorm._scope import run
+from aorm._transaction import aget_autocommit, aget_rollback, aset_rollback
 from aorm.bridge import BridgeError, await_
 
-__all__ = ["BridgeError", "await_", "run"]
+__all__ = [
+    "BridgeError",
+    "PoolStats",
+    "PoolTimeout",
+    "aget_autocommit",
+    "aget_rollback",
+    "aset_rollback",
+    "await_",
+    "run",
+]
 __version__ = "0.1.0"

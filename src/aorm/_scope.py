@@ -1,4 +1,4 @@
-"""Which DatabaseWrapper an awaited ORM operation uses, and for how long.
+"""Which DatabaseWrapper an awaited ORM operation uses, for how long, and when it may run.
 
 Django keeps one ``DatabaseWrapper`` per alias per thread, and per asyncio
 context in async code. That is wrong for native async code twice over: tasks
@@ -7,31 +7,46 @@ context-local storage shares one dict between parent and children), so two
 concurrent queries would interleave on one connection; and a task holds its
 connection until something closes it, so an idle request pins a connection.
 
-aorm therefore gives every awaited operation outside a transaction a *scope*:
-its own wrappers for aorm aliases, created on first use, closed (connection
-back to the pool) when the operation ends. The scope is found through a
-context variable set inside the bridge for the operation's duration, so
-``connections[alias]``, and all of Django's code that uses it, resolves to the
-operation's wrapper. Aliases on Django's own backends are left to Django.
+aorm decides per awaited operation instead, for aorm aliases only (Django's
+own backends are left to Django):
+
+- Outside a transaction, an operation gets wrappers of its own, created on
+  first use and closed (connection back to the pool) when it ends.
+- Inside ``async with transaction.atomic()``, the block's :class:`Transaction`
+  owns one wrapper for the whole block; the task and the tasks it starts use
+  it. Each operation waits for its *turn*: the connection runs one operation
+  at a time, and only for tasks inside the innermost open block, so a child
+  task's nested block (a savepoint) runs alone from enter to exit, siblings
+  waiting at their own level. Once the outermost block has ended, any task
+  still holding it gets TransactionManagementError instead of writing after
+  the commit or the rollback.
+
+The wrappers are found through context variables, so ``connections[alias]``,
+and all of Django's code that uses it, resolves to the right wrapper.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from django.db import connections
+from django.db.transaction import TransactionManagementError
 from django.db.utils import load_backend
 
 from aorm import bridge
 
-__all__ = ["Scope", "install", "native_aliases", "run"]
+__all__ = ["Block", "Scope", "Transaction", "install", "native_aliases", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_current: ContextVar[dict[str, Any] | None] = ContextVar("aorm.scope", default=None)
+# The wrappers of the operation running in the bridge, by alias.
+_operation: ContextVar[dict[str, Any] | None] = ContextVar("aorm.operation", default=None)
+# The innermost atomic block this task is in, by alias.
+_blocks: ContextVar[Mapping[str, Block]] = ContextVar("aorm.blocks", default={})
 _native: tuple[object, frozenset[str]] = (None, frozenset())
 
 
@@ -55,8 +70,71 @@ def native_aliases() -> frozenset[str]:
     return _native[1]
 
 
+class Transaction:
+    """One outermost async atomic block: its wrapper, its open blocks, whose turn it is."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.wrapper: Any = None
+        self.top: Block | None = None  # the innermost open block
+        self.busy = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def move_top(self, block: Block | None) -> None:
+        """A block opened or ended: waiting tasks check whether it is their turn."""
+        self.top = block
+        self.end_turn()
+
+    async def take_turn(self, block: Block) -> None:
+        """Wait until ``block`` is innermost and the connection is free, then hold it."""
+        while not block.ended and (self.busy or self.top is not block):
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+        if block.ended:
+            raise TransactionManagementError(
+                f"this task runs inside a transaction.atomic() block on {self.alias!r} that has "
+                "already ended; it can no longer use that transaction. Await the tasks you "
+                "start inside a block before the block exits."
+            )
+        self.busy = True
+
+    def end_turn(self) -> None:
+        self.busy = False
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class Block:
+    """One ``atomic`` block (the outermost, or a savepoint) of a :class:`Transaction`."""
+
+    __slots__ = ("ended", "parent", "transaction")
+
+    def __init__(self, transaction: Transaction, parent: Block | None) -> None:
+        self.transaction = transaction
+        self.parent = parent
+        self.ended = False
+
+
+def current_blocks() -> Mapping[str, Block]:
+    return _blocks.get()
+
+
+def enter_block(block: Block) -> Any:
+    """Make ``block`` this task's innermost block on its alias; returns the reset token."""
+    return _blocks.set({**_blocks.get(), block.transaction.alias: block})
+
+
+def leave_block(token: Any) -> None:
+    _blocks.reset(token)
+
+
 class _ScopedStorage:
-    """Stands in for ``connections._connections``: aorm aliases resolve in the current scope."""
+    """Stands in for ``connections._connections``: aorm aliases resolve as described above."""
 
     __slots__ = ("_django",)
 
@@ -64,23 +142,28 @@ class _ScopedStorage:
         object.__setattr__(self, "_django", django_storage)
 
     def __getattr__(self, alias: str) -> Any:
-        wrappers = _current.get()
-        if wrappers is not None and alias in native_aliases():
-            try:
-                return wrappers[alias]
-            except KeyError:
-                raise AttributeError(alias) from None
+        if alias in native_aliases():
+            wrappers = _operation.get()
+            if wrappers is not None:
+                try:
+                    return wrappers[alias]
+                except KeyError:
+                    raise AttributeError(alias) from None
+            block = _blocks.get().get(alias)
+            if block is not None and block.transaction.wrapper is not None:
+                # transaction.on_commit(), set_rollback()... called from async code.
+                return block.transaction.wrapper
         return getattr(self._django, alias)
 
     def __setattr__(self, alias: str, wrapper: Any) -> None:
-        wrappers = _current.get()
+        wrappers = _operation.get()
         if wrappers is not None and alias in native_aliases():
             wrappers[alias] = wrapper
         else:
             setattr(self._django, alias, wrapper)
 
     def __delattr__(self, alias: str) -> None:
-        wrappers = _current.get()
+        wrappers = _operation.get()
         if wrappers is not None and alias in native_aliases():
             del wrappers[alias]
         else:
@@ -93,7 +176,7 @@ def install() -> None:
 
 
 def _release(wrappers: dict[str, Any]) -> None:
-    """Close the scope's wrappers: their connections go back to the pool."""
+    """Close the operation's own wrappers: their connections go back to the pool."""
     errors = []
     for wrapper in wrappers.values():
         try:
@@ -105,57 +188,75 @@ def _release(wrappers: dict[str, Any]) -> None:
         raise errors[0]
 
 
-def _run_in_new_scope(fn: Callable[..., T], args: Any, kwargs: Any) -> T:
-    if _current.get() is not None:  # nested in an operation of the same task
-        return fn(*args, **kwargs)
-    wrappers: dict[str, Any] = {}
-    token = _current.set(wrappers)
+def _in_operation(
+    wrappers: dict[str, Any],
+    blocks: Mapping[str, Block],
+    keep: bool,
+    fn: Callable[..., T],
+    args: Any,
+    kwargs: Any,
+) -> T:
+    """Run ``fn`` with ``wrappers`` (plus the transactions' wrappers) as the connections."""
+    for alias, block in blocks.items():
+        if block.transaction.wrapper is not None:
+            wrappers[alias] = block.transaction.wrapper
+    token = _operation.set(wrappers)
     try:
         return fn(*args, **kwargs)
     finally:
         try:
-            _release(wrappers)
+            for alias, block in blocks.items():
+                if alias in wrappers:  # created by this operation, or handed back
+                    block.transaction.wrapper = wrappers.pop(alias)
+            if not keep:
+                _release(wrappers)
         finally:
-            _current.reset(token)
+            _operation.reset(token)
+
+
+async def _run_in(wrappers: dict[str, Any], keep: bool, fn: Callable[..., T], *args: Any) -> T:
+    blocks = _blocks.get()
+    taken: list[Transaction] = []
+    try:
+        for alias in sorted(blocks):  # one order for all tasks: no deadlock
+            block = blocks[alias]
+            await block.transaction.take_turn(block)
+            taken.append(block.transaction)
+        return await bridge.run(_in_operation, wrappers, blocks, keep, fn, args, {})
+    finally:
+        for transaction in taken:
+            transaction.end_turn()
 
 
 async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """Run synchronous ORM code natively: on the event loop, on async drivers.
 
     ``fn`` can use the ORM freely (lazy relations, serializers, forms, sync
-    ``transaction.atomic``); its connections are borrowed for the call only.
+    ``transaction.atomic``). Outside a transaction its connections are
+    borrowed for the call only; inside one, it uses the transaction's.
     """
-    return await bridge.run(_run_in_new_scope, fn, args, kwargs)
+    if _operation.get() is not None:  # awaited from inside an operation of this task
+        return await bridge.run(fn, *args, **kwargs)
+    return await _run_in({}, False, lambda: fn(*args, **kwargs))
 
 
 class Scope:
-    """A scope that outlives one call: several bridge runs on the same connections.
+    """Connections kept across several operations, as a server-side cursor needs.
 
-    Used where Django keeps driver state between calls, as a server-side
-    cursor iterated chunk by chunk.
+    Used by ``async for``: each chunk is one operation (taking its turn in a
+    transaction), the cursor's connection is held until :meth:`close`.
     """
 
     def __init__(self) -> None:
         self._wrappers: dict[str, Any] = {}
 
-    def _call(self, fn: Callable[..., T], args: Any) -> T:
-        token = _current.set(self._wrappers)
-        try:
-            return fn(*args)
-        finally:
-            _current.reset(token)
-
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await bridge.run(self._call, fn, args)
+        return await _run_in(self._wrappers, True, fn, *args)
 
     async def close(self, finalizer: Callable[[], object] | None = None) -> None:
         """Run ``finalizer`` in the scope, then release its connections."""
+        await _run_in(self._wrappers, False, finalizer or _nothing)
 
-        def finish() -> None:
-            try:
-                if finalizer is not None:
-                    finalizer()
-            finally:
-                _release(self._wrappers)
 
-        await self.run(finish)
+def _nothing() -> None:
+    pass

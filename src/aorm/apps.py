@@ -8,7 +8,8 @@ class AormConfig(AppConfig):
     verbose_name = "aorm: native async ORM"
 
     def ready(self) -> None:
-        from aorm import _routing, _scope
+        from aorm import _routing, _scope, _transaction
 
         _scope.install()
         _routing.install()
+        _transaction.install()

@@ -66,8 +66,8 @@ class _Worker(greenlet):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(self._serve)
 
-    def _serve(self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]) -> None:
-        while True:
+    def _serve(self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None) -> None:
+        while job is not None:  # None: retire
             fn, args, kwargs = job
             del job
             try:
@@ -109,6 +109,8 @@ async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     worker.gr_context = None
     if len(idle) < _MAX_IDLE_WORKERS:
         idle.append(worker)
+    else:
+        worker.switch(None)  # let it finish, rather than leave a suspended greenlet behind
     result, error = message.result, message.error
     message.result = message.error = None
     if error is not None:

@@ -1,6 +1,9 @@
 """The seeds' async views, verbatim."""
 
+from django.db import transaction
 from django.http import JsonResponse
+
+import aorm
 
 from .models import Student
 
@@ -28,3 +31,22 @@ async def example_view(request):
         "total_students": total
     })
 # fmt: on
+
+
+# Views for the ATOMIC_REQUESTS tests.
+
+
+async def atomic_fail(request):
+    await Student.objects.acreate(name="fail", age=1)
+    raise RuntimeError("the view failed")
+
+
+async def atomic_ok(request):
+    await Student.objects.acreate(name="ok", age=1)
+    return JsonResponse({"autocommit": await aorm.aget_autocommit()})
+
+
+@transaction.non_atomic_requests
+async def atomic_opt_out(request):
+    await Student.objects.acreate(name="non-atomic", age=1)
+    return JsonResponse({"autocommit": await aorm.aget_autocommit()})

@@ -16,6 +16,7 @@ blocker) keep working.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import weakref
 from contextvars import ContextVar
@@ -93,6 +94,13 @@ class BridgedDatabaseWrapper:
         for name in dir(cls):
             if _is_guarded(getattr(cls, name, None)):
                 setattr(cls, name, _let_bridge_through(name))
+
+    def on_commit(self, func: Any, robust: bool = False) -> None:
+        if inspect.iscoroutinefunction(func):
+            from aorm._transaction import sync_callback
+
+            func = sync_callback(func)
+        super().on_commit(func, robust)  # type: ignore[misc]
 
     def connect(self) -> None:
         _call_guarded(self, "connect", (), {})

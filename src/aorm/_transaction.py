@@ -1,0 +1,204 @@
+"""Django's transaction API in async code: ``async with transaction.atomic()`` and friends.
+
+Django's own ``Atomic`` does the work (savepoints, ``durable``, rollback on
+exception, on_commit hooks); aorm runs its ``__enter__`` and ``__exit__``
+through the bridge on the block's :class:`aorm._scope.Transaction`, whose
+wrapper every operation of the block, and of the tasks started in it, uses.
+
+- ``async with transaction.atomic(...)`` and ``@transaction.atomic`` on an
+  ``async def`` (the awaited body runs in the block; stock Django wraps only
+  the creation of the coroutine).
+- The end of a block (commit or rollback) is shielded from cancellation: a
+  cancelled task leaves no half-ended transaction; the cancellation is
+  re-raised once the block has ended.
+- ``transaction.on_commit`` accepts coroutine functions.
+- ``ATOMIC_REQUESTS`` works with async views (stock Django raises).
+- On aliases with Django's own backends, ``async with atomic()`` runs the
+  block's ends in the thread where Django runs that alias's async calls, so
+  they take part in the transaction, as sync code would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.handlers.base import BaseHandler
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import transaction as django_transaction
+from django.db.transaction import Atomic
+
+from aorm import _scope, bridge
+
+__all__ = ["aget_autocommit", "aget_rollback", "aset_rollback", "install", "sync_callback"]
+
+T = TypeVar("T")
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def _shielded(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` to its end even if the caller is cancelled meanwhile; then re-raise."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+def _end_block(atomic: Atomic, block: _scope.Block, exc_info: tuple[Any, Any, Any]) -> None:
+    """Django's ``Atomic.__exit__`` on the block's wrapper; the outermost returns the connection."""
+    transaction = block.transaction
+    try:
+        atomic.__exit__(*exc_info)
+    finally:
+        block.ended = True  # tasks still inside it can no longer take a turn
+        if block.parent is None:
+            wrapper, transaction.wrapper = transaction.wrapper, None
+            if wrapper is not None:
+                wrapper.close()
+
+
+def _own_blocks(atomic: Atomic) -> list[tuple[_scope.Block, Any]]:
+    """The blocks ``atomic`` has open in the current task (one instance may serve many tasks)."""
+    by_task = atomic.__dict__.setdefault("_aorm_blocks", {})
+    return by_task.setdefault(asyncio.current_task(), [])  # type: ignore[no-any-return]
+
+
+async def _aenter(self: Atomic) -> Atomic:
+    alias = self.using or DEFAULT_DB_ALIAS
+    if alias not in _scope.native_aliases():
+        await sync_to_async(self.__enter__)()
+        return self
+    parent = _scope.current_blocks().get(alias)
+    if parent is None:
+        transaction = _scope.Transaction(alias)
+        block = _scope.Block(transaction, None)
+        transaction.move_top(block)
+        token = _scope.enter_block(block)
+        try:
+            await _scope.run(self.__enter__)
+        except BaseException:
+            _scope.leave_block(token)
+            await _shielded(_abandon(transaction))
+            raise
+    else:
+        await _scope.run(self.__enter__)  # a savepoint, on the parent's turn
+        block = _scope.Block(parent.transaction, parent)
+        parent.transaction.move_top(block)
+        token = _scope.enter_block(block)
+    _own_blocks(self).append((block, token))
+    return self
+
+
+async def _aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
+    alias = self.using or DEFAULT_DB_ALIAS
+    if alias not in _scope.native_aliases():
+        await _shielded(sync_to_async(self.__exit__)(exc_type, exc, tb))
+        return
+    blocks = _own_blocks(self)
+    block, token = blocks.pop()
+    if not blocks:
+        del self.__dict__["_aorm_blocks"][asyncio.current_task()]
+    try:
+        await _shielded(_scope.run(_end_block, self, block, (exc_type, exc, tb)))
+    finally:
+        _scope.leave_block(token)
+        block.transaction.move_top(block.parent)
+        if block.parent is None:
+            await _shielded(_abandon(block.transaction))
+
+
+async def _abandon(transaction: _scope.Transaction) -> None:
+    """End a transaction for good; a connection left in it is closed, never reused."""
+    block = transaction.top
+    while block is not None:  # tasks still inside any of its blocks learn that it ended
+        block.ended = True
+        block = block.parent
+    transaction.move_top(None)
+    wrapper, transaction.wrapper = transaction.wrapper, None
+    if wrapper is not None:
+        await bridge.run(wrapper.close)
+
+
+_django_call = Atomic.__call__
+
+
+def _call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``@transaction.atomic`` on an ``async def`` wraps the awaited body."""
+    if not inspect.iscoroutinefunction(func):
+        return _django_call(self, func)  # type: ignore[no-any-return]
+
+    @functools.wraps(func)
+    async def in_transaction(*args: Any, **kwargs: Any) -> Any:
+        async with Atomic(self.using, self.savepoint, self.durable):
+            return await func(*args, **kwargs)
+
+    return in_transaction
+
+
+def sync_callback(func: Callable[[], Awaitable[object]]) -> Callable[[], object]:
+    """A coroutine function as a callable that Django's sync hooks can call."""
+
+    @functools.wraps(func)
+    def call() -> object:
+        if bridge.in_bridge():
+            return bridge.await_(func())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return async_to_sync(func)()
+        task = loop.create_task(func())  # outside a transaction: runs now, on the loop
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return None
+
+    return call
+
+
+_django_make_view_atomic = BaseHandler.make_view_atomic
+
+
+def _make_view_atomic(self: BaseHandler, view: Callable[..., Any]) -> Callable[..., Any]:
+    """ATOMIC_REQUESTS for async views: the view runs inside ``async with atomic()``."""
+    if not inspect.iscoroutinefunction(view):
+        return _django_make_view_atomic(self, view)  # type: ignore[no-any-return]
+    non_atomic = getattr(view, "_non_atomic_requests", set())
+    for alias, settings_dict in connections.settings.items():
+        if settings_dict["ATOMIC_REQUESTS"] and alias not in non_atomic:
+            view = django_transaction.atomic(using=alias)(view)
+    return view
+
+
+async def aget_autocommit(using: str | None = None) -> bool:
+    """``transaction.get_autocommit()`` for async code (it may have to connect)."""
+    return await _scope.run(django_transaction.get_autocommit, using)
+
+
+async def aget_rollback(using: str | None = None) -> bool:
+    """``transaction.get_rollback()`` for async code."""
+    return await _scope.run(django_transaction.get_rollback, using)
+
+
+async def aset_rollback(rollback: bool, using: str | None = None) -> None:
+    """``transaction.set_rollback()`` for async code."""
+    await _scope.run(django_transaction.set_rollback, rollback, using)
+
+
+def install() -> None:
+    Atomic.__aenter__ = _aenter  # type: ignore[attr-defined]
+    Atomic.__aexit__ = _aexit  # type: ignore[attr-defined]
+    Atomic.__call__ = _call  # type: ignore[method-assign]
+    BaseHandler.make_view_atomic = _make_view_atomic  # type: ignore[method-assign]
