@@ -16,11 +16,9 @@ server-side cursor lives on one connection), the seeds' awaitable QuerySet
 bridge (a sync signal receiver calling async code), which awaits on the loop
 instead of failing on "AsyncToSync in the same thread as an event loop".
 
-One deliberate fallback: async code started by ``async_to_sync`` from a
-synchronous thread that holds an open transaction on the alias (a test case, a
-sync view under ``ATOMIC_REQUESTS``) runs in that thread, inside that
-transaction, as Django does. A native connection of its own could neither see
-the transaction's rows nor be rolled back with it.
+Async code that runs inside a synchronous caller's transaction (a test
+case's, a sync view's under ``ATOMIC_REQUESTS``) uses that transaction's
+connection: see ``aorm._scope``.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ from django.db.models.manager import BaseManager
 from django.db.models.query import BaseIterable, RawQuerySet
 
 from aorm import _scope, bridge
-from aorm.backends.base import sync_wrapper_of_thread
 
 __all__ = ["install", "route"]
 
@@ -71,31 +68,15 @@ def _candidate_aliases(target: Any, using: Any) -> set[str]:
     return {router.db_for_read(model, **hints), router.db_for_write(model, **hints)}
 
 
-def _joins_outer_transaction(aliases: set[str]) -> bool:
-    """True when a synchronous thread waiting on this code holds a transaction on ``aliases``."""
-    executor = getattr(AsyncToSync.executors, "current", None)
-    if executor is None:
-        return False
-    thread_ident = executor._work_thread.ident
-    for alias in aliases:
-        wrapper = sync_wrapper_of_thread(thread_ident, alias)
-        if wrapper is not None and wrapper.in_atomic_block:
-            return True
-    return False
-
-
 def is_native(target: Any, using: Any = None) -> bool:
     """Whether an ORM call on ``target`` runs through the bridge."""
     native = _scope.native_aliases()
     if not native:
         return False
     if len(native) == len(connections.settings) and not isinstance(using, str):
-        aliases = set(native)
-    else:
-        aliases = _candidate_aliases(target, using)
-        if not aliases or not aliases <= native:
-            return False
-    return not _joins_outer_transaction(aliases)
+        return True
+    aliases = _candidate_aliases(target, using)
+    return bool(aliases) and aliases <= native
 
 
 def route(

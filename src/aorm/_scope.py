@@ -28,15 +28,18 @@ and all of Django's code that uses it, resolves to the right wrapper.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
+from asgiref.sync import AsyncToSync
 from django.db import connections
 from django.db.transaction import TransactionManagementError
 from django.db.utils import load_backend
 
 from aorm import bridge
+from aorm.backends.base import sync_wrapper_of_thread
 
 __all__ = ["Block", "Scope", "Transaction", "install", "native_aliases", "run"]
 
@@ -73,9 +76,10 @@ def native_aliases() -> frozenset[str]:
 class Transaction:
     """One outermost async atomic block: its wrapper, its open blocks, whose turn it is."""
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, wrapper: Any = None) -> None:
         self.alias = alias
-        self.wrapper: Any = None
+        self.wrapper = wrapper
+        self.adopted = wrapper is not None  # a synchronous caller's transaction
         self.top: Block | None = None  # the innermost open block
         self.busy = False
         self._waiters: list[asyncio.Future[None]] = []
@@ -121,7 +125,36 @@ class Block:
 
 
 def current_blocks() -> Mapping[str, Block]:
-    return _blocks.get()
+    """The innermost block of this task on each alias, or the outer sync transaction's."""
+    return _blocks.get() or _outer_blocks()
+
+
+def _outer_blocks() -> dict[str, Block]:
+    """Transactions of a synchronous caller that this async code runs inside, adopted.
+
+    A Django ``TestCase`` (or pytest-django's ``db``) wraps each test in a
+    transaction on the test thread's connection; a sync view under
+    ``ATOMIC_REQUESTS`` that calls ``async_to_sync`` does the same. Async code
+    running inside must use that connection, or it could neither see the
+    transaction's rows nor be rolled back with it. The thread is either the
+    loop's own (pytest-asyncio) or one blocked in ``async_to_sync`` meanwhile.
+    """
+    threads = [threading.get_ident()]
+    executor = getattr(AsyncToSync.executors, "current", None)
+    if executor is not None:
+        threads.append(executor._work_thread.ident)
+    adopted: dict[str, Block] = {}
+    for alias in native_aliases():
+        for ident in threads:
+            wrapper = sync_wrapper_of_thread(ident, alias)
+            if wrapper is not None and wrapper.in_atomic_block:
+                root: Block | None = wrapper.__dict__.get("_aorm_root")
+                if root is None:
+                    root = wrapper._aorm_root = Block(Transaction(alias, wrapper), None)
+                    root.transaction.top = root
+                adopted[alias] = root
+                break
+    return adopted
 
 
 def enter_block(block: Block) -> Any:
@@ -149,10 +182,12 @@ class _ScopedStorage:
                     return wrappers[alias]
                 except KeyError:
                     raise AttributeError(alias) from None
-            block = _blocks.get().get(alias)
-            if block is not None and block.transaction.wrapper is not None:
-                # transaction.on_commit(), set_rollback()... called from async code.
-                return block.transaction.wrapper
+            if _loop_running():
+                # transaction.on_commit(), set_rollback(), a test's assertNumQueries()...
+                # called from async code inside a transaction: that transaction's wrapper.
+                block = current_blocks().get(alias)
+                if block is not None and block.transaction.wrapper is not None:
+                    return block.transaction.wrapper
         return getattr(self._django, alias)
 
     def __setattr__(self, alias: str, wrapper: Any) -> None:
@@ -168,6 +203,14 @@ class _ScopedStorage:
             del wrappers[alias]
         else:
             delattr(self._django, alias)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def install() -> None:
@@ -200,11 +243,16 @@ def _in_operation(
     for alias, block in blocks.items():
         if block.transaction.wrapper is not None:
             wrappers[alias] = block.transaction.wrapper
+            if block.transaction.adopted:
+                block.transaction.wrapper.inc_thread_sharing()
     token = _operation.set(wrappers)
     try:
         return fn(*args, **kwargs)
     finally:
         try:
+            for block in blocks.values():
+                if block.transaction.adopted:
+                    block.transaction.wrapper.dec_thread_sharing()
             for alias, block in blocks.items():
                 if alias in wrappers:  # created by this operation, or handed back
                     block.transaction.wrapper = wrappers.pop(alias)
@@ -215,7 +263,7 @@ def _in_operation(
 
 
 async def _run_in(wrappers: dict[str, Any], keep: bool, fn: Callable[..., T], *args: Any) -> T:
-    blocks = _blocks.get()
+    blocks = current_blocks()
     taken: list[Transaction] = []
     try:
         for alias in sorted(blocks):  # one order for all tasks: no deadlock

@@ -1,16 +1,16 @@
-"""SQLite: Django's backend; inside the bridge, each connection's sqlite3 calls run in its own thread.
+"""SQLite: Django's backend; in the bridge, each connection's sqlite3 calls run in its own thread.
 
 MEASUREMENTS_AND_CHOICE
 """
 
 from __future__ import annotations
 
+import math
 import os
 from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.sqlite3 import base as django_sqlite3
 from django.utils.asyncio import async_unsafe
@@ -18,17 +18,16 @@ from django.utils.asyncio import async_unsafe
 from aorm import _loops
 from aorm.backends.base import BridgedDatabaseWrapper
 from aorm.backends.sqlite3.creation import DatabaseCreation
-from aorm.backends.sqlite3.driver import Pool, WriterLock
+from aorm.backends.sqlite3.driver import Connector, Pooled, Unpooled, WriterLock
 from aorm.bridge import in_bridge
 
 __all__ = ["DatabaseWrapper"]
 
 DEFAULT_POOL_SIZE = 8
-DEFAULT_POOL_TIMEOUT = 30.0
 _SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
-async def _close_pool(pool: Pool) -> None:
+async def _close_pool(pool: Pooled | Unpooled) -> None:
     await pool.aclose()
 
 
@@ -38,10 +37,10 @@ async def _nothing_to_close(_: object) -> None:
 
 def _file_of(name: Any) -> str:
     """The database file a NAME designates, as one path whatever its spelling."""
-    name = os.fspath(name)
-    if name.startswith("file:"):
-        name = unquote(urlsplit(name).path)
-    return os.path.realpath(name)
+    path = str(os.fspath(name))
+    if path.startswith("file:"):
+        path = unquote(urlsplit(path).path)
+    return os.path.realpath(path)
 
 
 class _NativeIO(django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
@@ -52,6 +51,8 @@ class _NativeIO(django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
     """
 
     creation_class = DatabaseCreation
+    init_commands: list[str]  # set by Django's get_connection_params()
+    aorm_pool_options: Any
 
     def get_connection_params(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = super().get_connection_params()
@@ -66,55 +67,38 @@ class _NativeIO(django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         if not in_bridge():
             return super().get_new_connection(conn_params)
-        pool = _loops.for_running_loop().get(("aorm.sqlite3", self.alias), self._new_pool, _close_pool)
-        # Django's own code opens and sets up the connection, in its I/O thread
-        # (there is no event loop there, so Django's guard lets it through).
-        connect = partial(django_sqlite3.DatabaseWrapper.get_new_connection, self, conn_params)
-        return pool.getconn(connect, conn_params)
+        pool = _loops.for_running_loop().get(
+            ("aorm.sqlite3", self.alias), partial(self._new_pool, conn_params), _close_pool
+        )
+        return pool.getconn()
 
-    def _new_pool(self) -> Pool:
-        options = self.aorm_pool_options
-        timeout = float(self.settings_dict["OPTIONS"].get("timeout", _SQLITE_DEFAULT_TIMEOUT))
+    def _new_pool(self, conn_params: dict[str, Any]) -> Pooled | Unpooled:
+        # Django's own code opens and sets up each connection, in the
+        # connection's thread (no event loop there: Django's guard agrees).
+        connect = partial(django_sqlite3.DatabaseWrapper.get_new_connection, self, conn_params)
+        write_timeout = float(conn_params.get("timeout", _SQLITE_DEFAULT_TIMEOUT))
         if self.is_in_memory_db():
-            # The database lives as long as its connection: one, shared in turn.
-            return Pool(
-                self.alias,
-                max_size=1,
-                timeout=DEFAULT_POOL_TIMEOUT,
-                keep=True,
-                writer=None,
-                memory=True,
-            )
+            # The database lives as long as its connection: one, kept, shared in turn.
+            connector = Connector(self.alias, connect, None, write_timeout, memory=True)
+            forever = {
+                "min_size": 1,
+                "max_size": 1,
+                "max_idle": math.inf,
+                "max_lifetime": math.inf,
+            }
+            return Pooled(connector, forever)
         name = _file_of(self.settings_dict["NAME"])
         writer = _loops.for_running_loop().get(
             ("aorm.sqlite3.writer", name), partial(WriterLock, name), _nothing_to_close
         )
+        connector = Connector(self.alias, connect, writer, write_timeout)
+        options = self.aorm_pool_options
         if not options:
-            return Pool(
-                self.alias,
-                max_size=2**31,
-                timeout=0.0,
-                keep=False,
-                writer=writer,
-                write_timeout=timeout,
-            )
+            return Unpooled(connector)
         options = {} if options is True else {**options}
-        max_size = int(options.pop("max_size", DEFAULT_POOL_SIZE))
-        pool_timeout = float(options.pop("timeout", DEFAULT_POOL_TIMEOUT))
-        if options or max_size < 1:
-            raise ImproperlyConfigured(
-                f"settings.DATABASES[{self.alias!r}]['OPTIONS']['pool'] must be True, False "
-                "or a dict with 'max_size' (>= 1) and 'timeout' (seconds); got "
-                f"{self.aorm_pool_options!r}"
-            )
-        return Pool(
-            self.alias,
-            max_size=max_size,
-            timeout=pool_timeout,
-            keep=True,
-            writer=writer,
-            write_timeout=timeout,
-        )
+        if "max_size" not in options:
+            options["max_size"] = max(DEFAULT_POOL_SIZE, int(options.get("min_size", 0)))
+        return Pooled(connector, options)
 
     @async_unsafe  # type: ignore[misc]
     def close(self) -> None:

@@ -21,16 +21,18 @@ up to 100 ms) for a lock another connection of the same loop holds: it waits
 its turn on the loop, in FIFO order, and starts the moment the previous
 transaction commits. SQLite's own ``timeout`` still covers other processes.
 
-Connections are pooled per event loop (:class:`Pool`): opening one costs a
-thread and a dozen statements of setup. An in-memory database lives as long as
-its connection, so it gets exactly one connection per loop, shared in turn by
-every operation.
+Connections are pooled per event loop by aorm's :class:`~aorm._pool.AsyncPool`
+(:class:`Pooled`): opening one costs a thread and a dozen statements of setup.
+An in-memory database lives as long as its connection, so it gets exactly one
+connection per loop, kept until the loop ends and shared in turn by every
+operation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -38,9 +40,19 @@ from functools import partial
 from queue import SimpleQueue
 from typing import Any
 
+from aorm._pool import AsyncPool
 from aorm.bridge import await_, in_bridge
 
-__all__ = ["PREFETCH_ROWS", "Connection", "Cursor", "IOThread", "Pool", "WriterLock"]
+__all__ = [
+    "PREFETCH_ROWS",
+    "Connection",
+    "Connector",
+    "Cursor",
+    "IOThread",
+    "Pooled",
+    "Unpooled",
+    "WriterLock",
+]
 
 # Rows returned with a query's ``execute`` round trip (Django reads by 100).
 PREFETCH_ROWS = 256
@@ -58,12 +70,14 @@ def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | No
         future.set_exception(error)
 
 
-def _on_loop(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> _Done:
+def _from_thread(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[Any, BaseException | None], None]
+) -> _Done:
+    """A completion callback for the I/O thread that runs ``callback`` on ``loop``."""
+
     def done(result: Any, error: BaseException | None) -> None:
-        try:
-            loop.call_soon_threadsafe(_resolve, future, result, error)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            pass
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(callback, result, error)
 
     return done
 
@@ -142,7 +156,7 @@ class IOThread:
         """Send ``fn(*args)``; the future, on the running loop, gets its outcome."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._jobs.put((fn, args, _on_loop(loop, future)))
+        self._jobs.put((fn, args, _from_thread(loop, partial(_resolve, future))))
         return future
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -153,12 +167,10 @@ class IOThread:
         self._jobs.put((fn, args, waiter))
         return waiter.wait()
 
-    def open(self, connect: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
-        def job() -> sqlite3.Connection:
-            self.connection = connect()
-            return self.connection
-
-        return self.call(job)  # type: ignore[no-any-return]
+    def open_in_thread(self, connect: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
+        """In the thread: open the connection it owns."""
+        self.connection = connect()
+        return self.connection
 
     def stop(self, done: _Done | None = None) -> None:
         """Close the connection once the calls already sent are made, and end the thread.
@@ -168,16 +180,6 @@ class IOThread:
         if done is not None:
             self._exit.append(done)
         self._jobs.put(None)
-
-
-async def _wait_stopped(io: IOThread) -> None:
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    io.stop(_on_loop(loop, future))
-    try:
-        await future
-    finally:
-        io.thread.join(1.0)
 
 
 def _may_write(sql: str) -> bool:
@@ -221,11 +223,11 @@ class Connection:
     connection back only after a rollback there.
     """
 
-    def __init__(self, io: IOThread, raw: sqlite3.Connection, pool: Pool) -> None:
+    def __init__(self, io: IOThread, raw: sqlite3.Connection, source: Connector) -> None:
         self.io = io
         self.raw = raw
-        self.pool = pool
-        self.params: dict[str, Any] = {}
+        self.source = source
+        self.pool: Pooled | Unpooled | None = None  # where Django's close() returns it
         self.busy = False  # a call of an abandoned operation may still be running
         self.reusable = True  # False once a PRAGMA changed the connection's settings
         self.holds_writer = False
@@ -251,14 +253,14 @@ class Connection:
         return result
 
     def _inline(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A call that does no I/O: made on the loop, unless the thread may be using the connection."""
+        """A call without I/O: made on the loop, unless the thread may be using the connection."""
         if self.busy:
             return self.call(fn, *args)
         return fn(*args)
 
     def statement(self, sql: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a statement in the thread, holding the file's write lock if it may write."""
-        writer = self.pool.writer
+        writer = self.source.writer
         if (
             writer is not None
             and not self.holds_writer
@@ -267,7 +269,7 @@ class Connection:
             and _may_write(sql)
             and not self.raw.in_transaction
         ):
-            writer.acquire(self, self.pool.write_timeout)
+            writer.acquire(self, self.source.write_timeout)
         if _sets_pragma(sql):
             self.reusable = False
         try:
@@ -277,7 +279,7 @@ class Connection:
 
     def transaction_may_have_ended(self) -> None:
         if self.holds_writer and not self.busy and not self.raw.in_transaction:
-            self.pool.writer.release(self)  # type: ignore[union-attr]
+            self.source.writer.release(self)  # type: ignore[union-attr]
 
     # -- DB-API
 
@@ -304,7 +306,19 @@ class Connection:
 
     def close(self) -> None:
         """Django is done with the connection: give it back to its pool."""
-        self.pool.putconn(self)
+        if self.pool is not None:
+            self.pool.putconn(self)
+
+    def reset(self) -> None:
+        """Roll back what the last operation left open, after any call it abandoned."""
+        try:
+            if self.busy or self.raw.in_transaction or self.raw.isolation_level is not None:
+                self.call(_rollback_and_reset, self.raw)
+        except BaseException:
+            self.reusable = False
+            raise
+        finally:
+            self.transaction_may_have_ended()
 
     @property
     def isolation_level(self) -> str | None:
@@ -320,7 +334,7 @@ class Connection:
             finally:
                 self.transaction_may_have_ended()
         else:
-            self.raw.isolation_level = level
+            self.raw.isolation_level = level  # type: ignore[assignment]
 
     @property
     def in_transaction(self) -> bool:
@@ -496,6 +510,8 @@ class WriterLock:
 
     def acquire(self, connection: Connection, timeout: float) -> None:
         """In the bridge: wait for the write turn of ``connection``, in FIFO order."""
+        if self.owner is connection:  # tasks sharing a transaction's connection
+            return
         if self.owner is None and not self._waiters:
             self.owner = connection
         else:
@@ -522,192 +538,94 @@ class WriterLock:
         return f"<WriterLock {self.name} owner={self.owner!r}>"
 
 
-class Pool:
-    """One event loop's sqlite3 connections to one alias, each with its I/O thread.
-
-    ``max_size`` bounds the connections (and threads) open at once; with
-    ``keep=False`` each connection is closed when its operation ends. An
-    in-memory database (``memory=True``) is its connection: the pool keeps its
-    single connection until the loop ends, whatever was done with it.
-    """
+class Connector:
+    """How one event loop opens, judges and closes connections to one database."""
 
     io_class: Callable[[str], IOThread] = IOThread
 
     def __init__(
         self,
         alias: str,
-        *,
-        max_size: int,
-        timeout: float,
-        keep: bool,
+        connect: Callable[[], sqlite3.Connection],
         writer: WriterLock | None,
-        write_timeout: float = 5.0,
+        write_timeout: float,
         memory: bool = False,
     ) -> None:
         self.alias = alias
+        self._connect = connect
+        self.writer = writer
         self.write_timeout = write_timeout
         self.memory = memory
-        self.max_size = max_size
-        self.timeout = timeout
-        self.keep = keep
-        self.writer = writer
-        self._idle: list[Connection] = []
-        self._all: set[Connection] = set()
-        self._size = 0  # connections open or being opened, each holding a slot
-        self._waiters = _Waiters(self._lost)
-        self._params: dict[str, Any] | None = None
-        self._stopping: dict[asyncio.Future[Any], threading.Thread] = {}
-        self.closed = False
 
-    # -- borrowing
-
-    def getconn(
-        self, connect: Callable[[], sqlite3.Connection], params: dict[str, Any]
-    ) -> Connection:
-        if self.closed:
-            raise sqlite3.OperationalError(f"aorm: the pool of {self.alias!r} is closed")
-        if params != self._params:  # new settings: the idle connections are stale
-            self._params = params
-            while self._idle:
-                self._dispose(self._idle.pop())
-        if self._idle:
-            return self._idle.pop()
-        if self._size < self.max_size:
-            self._size += 1
-        else:
-            try:
-                connection = self._waiters.wait(self.timeout)
-            except TimeoutError:
-                raise sqlite3.OperationalError(
-                    f"aorm: no connection to database {self.alias!r} became free within "
-                    f"{self.timeout} s (pool max_size={self.max_size}); raise "
-                    "OPTIONS['pool']['max_size'] or ['timeout'], or hold connections "
-                    "for less time"
-                ) from None
-            if connection is not None:
-                return connection  # type: ignore[no-any-return]
-            # None: a slot was handed over; open a connection in it.
-        try:
-            return self._open(connect, params)
-        except BaseException:
-            self._free_slot()
-            raise
-
-    def _open(self, connect: Callable[[], sqlite3.Connection], params: dict[str, Any]) -> Connection:
+    async def open(self) -> Connection:
         io = self.io_class(f"aorm-sqlite3[{self.alias}]")
         try:
-            raw = io.open(connect)
+            raw = await io.future(io.open_in_thread, self._connect)
         except BaseException:
             io.stop()
             raise
-        connection = Connection(io, raw, self)
-        connection.params = params
-        self._all.add(connection)
-        return connection
+        return Connection(io, raw, self)
 
-    def _lost(self, value: Connection | None) -> None:
-        """A waiter was handed a connection (or a slot) but gave up: pass it on."""
-        if value is None:
-            self._free_slot()
-        else:
-            self._give_back(value)
-
-    # -- returning
-
-    def putconn(self, connection: Connection) -> None:
-        if connection.busy:
-            # Abandoned mid-call: once that call is over, roll back in the
-            # thread, then the connection is clean again.
-            connection.io.submit(
-                _rollback_and_reset,
-                (connection.raw,),
-                _on_loop_callback(partial(self._recovered, connection)),
-            )
-            return
-        if connection.raw.in_transaction and not self.closed:
-            try:
-                connection.rollback()
-                connection.raw.isolation_level = None
-            except Exception:
-                self._dispose(connection)
-                raise
-        elif connection.raw.isolation_level is not None:
-            connection.raw.isolation_level = None
-        if self._retire(connection):
-            self._dispose(connection)
-        else:
-            self._give_back(connection)
-
-    def _recovered(self, connection: Connection, error: BaseException | None) -> None:
-        connection.busy = False
-        connection.transaction_may_have_ended()
-        if error is not None or self._retire(connection):
-            self._dispose(connection)
-        else:
-            self._give_back(connection)
-
-    def _retire(self, connection: Connection) -> bool:
-        if self.closed:
+    def reusable(self, connection: Connection) -> bool:
+        if self.memory:  # the database itself: kept whatever happened
             return True
-        if self.memory:
-            return False
-        return not self.keep or not connection.reusable
+        return connection.reusable and not connection.busy and not connection.raw.in_transaction
 
-    def _give_back(self, connection: Connection) -> None:
-        if self.closed or connection.params != self._params:
-            self._dispose(connection)
-        elif not self._waiters.hand_over(connection):
-            self._idle.append(connection)
-
-    def _free_slot(self) -> None:
-        if self.closed or not self._waiters.hand_over(None):
-            self._size -= 1
-
-    def _dispose(self, connection: Connection) -> None:
-        """Close a connection and end its thread, without waiting for it (``aclose`` does)."""
-        self._all.discard(connection)
-        self._free_slot()
-        io = connection.io
+    async def close(self, connection: Connection) -> None:
+        """Close the connection in its thread, end the thread, and give up its write turn."""
         if connection.busy:
             connection.raw.interrupt()
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            io.stop()
-            return
+        loop = asyncio.get_running_loop()
         stopped = loop.create_future()
-        self._stopping[stopped] = io.thread
+        connection.io.stop(_from_thread(loop, partial(_resolve, stopped)))
+        try:
+            await stopped
+        finally:
+            if stopped.done():
+                connection.io.thread.join(1.0)
+                if connection.holds_writer:  # closed in a transaction: it rolled back
+                    self.writer.release(connection)  # type: ignore[union-attr]
 
-        def on_stopped(_: Any, error: BaseException | None) -> None:
-            if connection.holds_writer:  # closed inside a transaction: it rolled back
-                self.writer.release(connection)  # type: ignore[union-attr]
-            del self._stopping[stopped]
-            _resolve(stopped, None, None)
 
-        io.stop(_on_loop_callback(on_stopped))
+class Pooled:
+    """Django's pool protocol (``getconn``/``putconn``) over aorm's async pool, in the bridge."""
+
+    def __init__(self, connector: Connector, options: dict[str, Any]) -> None:
+        self.connector = connector
+        self.pool: AsyncPool[Connection] = AsyncPool(
+            connector.alias, connector.open, connector.close, connector.reusable, options
+        )
+
+    def getconn(self) -> Connection:
+        connection = await_(self.pool.acquire())
+        connection.pool = self
+        return connection
+
+    def putconn(self, connection: Connection) -> None:
+        connection.pool = None
+        try:
+            connection.reset()
+        finally:
+            await_(self.pool.release(connection))
 
     async def aclose(self) -> None:
-        """At the loop's shutdown: close every connection, in use or not, and join the threads."""
-        self.closed = True
-        self._idle.clear()
-        for connection in list(self._all):
-            self._dispose(connection)
-        stopping = dict(self._stopping)
-        await asyncio.gather(*stopping, return_exceptions=True)
-        for thread in stopping.values():
-            thread.join(1.0)
+        await self.pool.aclose()
 
 
-def _on_loop_callback(callback: Callable[[Any, BaseException | None], None]) -> _Done:
-    """A completion callback, called from the I/O thread, that runs ``callback`` on the running loop."""
-    loop = asyncio.get_running_loop()
+class Unpooled:
+    """No pool: each operation opens its own connection (and thread) and closes it."""
 
-    def done(result: Any, error: BaseException | None) -> None:
-        try:
-            loop.call_soon_threadsafe(callback, result, error)
-        except RuntimeError:  # loop closed
-            pass
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
 
-    return done
+    def getconn(self) -> Connection:
+        connection = await_(self.connector.open())
+        connection.pool = self
+        return connection
 
+    def putconn(self, connection: Connection) -> None:
+        connection.pool = None
+        await_(self.connector.close(connection))
 
+    async def aclose(self) -> None:
+        pass
