@@ -5,7 +5,7 @@ Add ``"aorm"`` to ``INSTALLED_APPS`` and use an aorm backend
 loop, on async drivers, with no thread pool in between.
 """
 
-from aorm._pool import PoolStats, PoolTimeout
+from aorm._pool import PoolStats, PoolTimeout, pool_stats
 from aorm._scope import run
 from aorm._transaction import aget_autocommit, aget_rollback, aset_rollback
 from aorm.bridge import BridgeError, await_
@@ -18,6 +18,7 @@ __all__ = [
     "aget_rollback",
     "aset_rollback",
     "await_",
+    "pool_stats",
     "run",
 ]
 __version__ = "0.1.0"

@@ -40,6 +40,11 @@ class LoopResources:
             self._items[key] = (value, close)  # type: ignore[assignment]
             return value
 
+    def find(self, key: Any) -> Any:
+        """The object stored under ``key``, or None."""
+        item = self._items.get(key)
+        return None if item is None else item[0]
+
     def pop(self, key: Any) -> tuple[Any, Callable[[Any], Awaitable[object]]] | None:
         return self._items.pop(key, None)
 

@@ -36,9 +36,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
 from django.db.utils import OperationalError
 
-__all__ = ["AsyncPool", "PoolStats", "PoolTimeout"]
+from aorm import _loops
+
+__all__ = ["AsyncPool", "PoolStats", "PoolTimeout", "pool_key", "pool_stats"]
 
 C = TypeVar("C")
 
@@ -214,3 +217,19 @@ class AsyncPool(Generic[C]):
                     OperationalError(f"the connection pool of database {self.alias!r} was closed")
                 )
         self._waiters.clear()
+
+
+def pool_key(alias: str) -> tuple[str, str]:
+    """Where a backend keeps an alias's pool among its event loop's resources."""
+    return ("aorm.pool", alias)
+
+
+def pool_stats(alias: str = DEFAULT_DB_ALIAS) -> PoolStats:
+    """The state of ``alias``'s pool on the running event loop: size, idle, in use, waiting.
+
+    An alias without a pool (or not used yet on this loop) reports zeros.
+    """
+    pool = getattr(_loops.for_running_loop().find(pool_key(alias)), "pool", None)
+    if isinstance(pool, AsyncPool):
+        return pool.stats()
+    return PoolStats(alias, 0, 0, 0, 0, 0)

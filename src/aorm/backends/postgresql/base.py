@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as django_postgresql
 
 from aorm import _loops
+from aorm._pool import pool_key
 from aorm.backends.base import BridgedDatabaseWrapper
 from aorm.backends.postgresql.driver import Pooled, Unpooled, check_connection
 from aorm.bridge import in_bridge
@@ -33,7 +34,7 @@ class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper)
         if not in_bridge():
             return super().pool
         return _loops.for_running_loop().get(
-            ("aorm.postgresql", self.alias), self._new_async_pool, _close_pool
+            pool_key(self.alias), self._new_async_pool, _close_pool
         )
 
     def _new_async_pool(self) -> Pooled | Unpooled:
@@ -51,7 +52,7 @@ class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper)
     def close_pool(self) -> None:
         # Async pools of every loop are dropped (new settings, new pools); each
         # is closed on its own loop.
-        for loop, pool, close in _loops.forget(("aorm.postgresql", self.alias)):
+        for loop, pool, close in _loops.forget(pool_key(self.alias)):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(loop.create_task, close(pool))
         if not in_bridge():
