@@ -27,8 +27,8 @@ $(VENV_NEXT)/.installed: pyproject.toml
 	touch $@
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff format --check src tests examples
 	$(VENV)/bin/mypy src
 
 test: lint $(VENV)/.installed
@@ -53,6 +53,25 @@ conformance: $(VENV)/.installed
 		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
 	fi; \
 	exit $$status
+
+# The example app on SQLite (or DATABASE_URL=postgres://...), under uvicorn.
+PORT ?= 8000
+DEMO := cd examples/school && ../../$(VENV)/bin/python
+
+demo: $(VENV)/.installed
+	$(DEMO) manage.py migrate --noinput -v 0
+	$(DEMO) manage.py load_students
+	@echo ""
+	@echo "aorm demo: the seeds' async views on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
+	@echo "  curl http://127.0.0.1:$(PORT)/students/"
+	@echo "  curl http://127.0.0.1:$(PORT)/example/"
+	@echo "  curl http://127.0.0.1:$(PORT)/students/1/"
+	@echo "  curl -X POST -d '{\"name\": \"Asha\", \"age\": 19}' http://127.0.0.1:$(PORT)/students/create/"
+	@echo "  curl -X PATCH -d '{\"age\": 23}' http://127.0.0.1:$(PORT)/students/1/"
+	@echo "  curl -X DELETE http://127.0.0.1:$(PORT)/students/1/"
+	@echo "  curl -X POST -d '[{\"name\": \"A\", \"age\": 1}, {\"name\": \"B\", \"age\": 2}]' http://127.0.0.1:$(PORT)/students/enrol/"
+	@echo ""
+	$(DEMO) -m uvicorn school.asgi:application --host 127.0.0.1 --port $(PORT)
 
 clean:
 	rm -rf $(VENV) $(VENV_NEXT) build src/*.egg-info

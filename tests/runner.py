@@ -56,7 +56,8 @@ def main() -> int:
         totals["failed"] += counts.get("failed", 0) + counts.get("error", 0)
         print(f"{prefix} {database}: {summary.strip('= ')}", flush=True)
         failed |= proc.returncode != 0
-    print(f"{prefix} total: {totals['passed']} passed, {totals['failed']} failed", flush=True)
+    print(f"{prefix} all databases:", flush=True)
+    print(f"total: {totals['passed']} passed, {totals['failed']} failed", flush=True)
     return 1 if failed else 0
 
 

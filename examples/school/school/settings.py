@@ -1,0 +1,56 @@
+"""The seeds' school project, on aorm.
+
+The database comes from ``DATABASE_URL`` (``sqlite:///path``,
+``postgres://user@host:port/name``, ``mysql://user:password@host/name``);
+without it, a SQLite file next to this project.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "demo-only-not-secret")
+DEBUG = os.environ.get("DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+USE_TZ = True
+
+INSTALLED_APPS = ["aorm", "students"]
+# A JSON API for curl and scripts: no sessions, no CSRF (add them for browser forms).
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+ROOT_URLCONF = "school.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+ENGINES = {
+    "sqlite": "aorm.backends.sqlite3",
+    "postgres": "aorm.backends.postgresql",
+    "postgresql": "aorm.backends.postgresql",
+    "mysql": "aorm.backends.mysql",
+}
+
+
+def database_from_url(url: str) -> dict[str, object]:
+    """Django's DATABASES entry for a database URL, on aorm's backends."""
+    parts = urlsplit(url)
+    if parts.scheme not in ENGINES:
+        raise ValueError(f"DATABASE_URL scheme {parts.scheme!r}: expected {sorted(ENGINES)}")
+    if parts.scheme == "sqlite":
+        return {"ENGINE": ENGINES["sqlite"], "NAME": unquote(parts.path[1:]) or ":memory:"}
+    options = {"pool": {"min_size": 1, "max_size": 20}} if parts.scheme != "mysql" else {}
+    return {
+        "ENGINE": ENGINES[parts.scheme],
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "OPTIONS": options,
+    }
+
+
+DATABASES = {
+    "default": database_from_url(
+        os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'school.sqlite3'}")
+    )
+}
