@@ -74,7 +74,21 @@ LABELS = [
     "async",
     "generic_relations",
     "update_only_fields",
+    # Django's own async tests and the apps whose async paths go through the ORM.
+    "pagination",
+    "sessions_tests",
+    "auth_tests",
+    "cache",
+    "handlers",
 ]
+
+# Tests that check a limitation aorm removes: their stock outcome is not the contract.
+INTENDED = {
+    "handlers.tests.TransactionsPerRequestTests.test_auto_transaction_async_view": (
+        "Django raises RuntimeError for ATOMIC_REQUESTS with async views; aorm runs them "
+        "in a transaction (tests/test_transactions.py)"
+    ),
+}
 
 FLAVOURS = {
     "stock": ("conformance.settings_stock", [], "django.db.backends.postgresql.base"),
@@ -230,6 +244,8 @@ def differences(stock: dict[str, Any], aorm: dict[str, Any]) -> list[tuple[str, 
     """(test id, stock outcome, aorm outcome, aorm detail) for each regression on aorm."""
     found = []
     for test_id, expected in sorted(stock.items()):
+        if test_id in INTENDED:
+            continue
         actual = aorm.get(test_id, {"outcome": "not run", "detail": ""})
         if expected["outcome"] in GOOD and actual["outcome"] != expected["outcome"]:
             found.append((test_id, expected["outcome"], actual["outcome"], actual["detail"]))
