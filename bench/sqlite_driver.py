@@ -59,7 +59,11 @@ def configure(pool_size: int = 8) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "aorm", "tests.app"],
         DATABASES={
-            "default": {"ENGINE": engine, "NAME": DB, "OPTIONS": {"pool": {"max_size": pool_size}}},
+            "default": {
+                "ENGINE": engine,
+                "NAME": DB,
+                "OPTIONS": {"pool": {"max_size": pool_size}},
+            },
             "unpooled": {"ENGINE": engine, "NAME": DB, "OPTIONS": {"pool": False}},
             "stock": {"ENGINE": "django.db.backends.sqlite3", "NAME": DB},
         },
@@ -71,11 +75,11 @@ configure()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connections, transaction  # noqa: E402
+from tests.app.models import Student  # noqa: E402
 
 import aorm  # noqa: E402
 from aorm import bridge  # noqa: E402
 from aorm.backends.sqlite3 import driver  # noqa: E402
-from tests.app.models import Student  # noqa: E402
 
 # -- the variants ------------------------------------------------------------
 
@@ -92,21 +96,21 @@ class InlineIO:
         self.thread = _NoThread()
         self.connection: sqlite3.Connection | None = None
 
-    def open(self, connect: Any) -> sqlite3.Connection:
+    def open_in_thread(self, connect: Any) -> sqlite3.Connection:
         # Django's guard would refuse on the loop's thread: call what it guards.
         self.connection = connect.func.__wrapped__(*connect.args)
         return self.connection
 
+    def future(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
-
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Any) -> None:
-        try:
-            result = fn(*args)
-        except BaseException as exc:
-            done(None, exc)
-        else:
-            done(result, None)
 
     def stop(self, done: Any = None) -> None:
         if self.connection is not None:
@@ -125,26 +129,27 @@ class AiosqliteIO:
 
     def __init__(self, name: str) -> None:
         self.aio: Any = None
-        self.connection: sqlite3.Connection | None = None
-        self.thread = _NoThread()
+        self.thread: Any = _NoThread()
 
-    def open(self, connect: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
+    def open_in_thread(self, connect: Callable[[], sqlite3.Connection]) -> sqlite3.Connection:
+        raise NotImplementedError  # aiosqlite runs its connector itself, in future()
+
+    def future(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         import aiosqlite
 
-        self.aio = aiosqlite.Connection(connect, 64)
-        bridge.await_(self.aio)
-        self.thread = self.aio._thread
-        self.connection = self.aio._connection
-        return self.connection  # type: ignore[return-value]
+        if fn == self.open_in_thread:
+            self.aio = aiosqlite.Connection(args[0], 64)
+
+            async def opened() -> sqlite3.Connection:
+                await self.aio
+                self.thread = self.aio._thread
+                return self.aio._connection  # type: ignore[no-any-return]
+
+            return asyncio.ensure_future(opened())
+        return asyncio.ensure_future(self.aio._execute(fn, *args))
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return bridge.await_(self.aio._execute(fn, *args))
-
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Any) -> None:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.aio._tx.put_nowait((future, lambda: fn(*args)))
-        future.add_done_callback(lambda f: done(None, f.exception()))
 
     def stop(self, done: Any = None) -> None:
         future = self.aio.stop()
@@ -162,13 +167,13 @@ _original_call = driver.Connection.call
 def use(variant: str) -> None:
     driver.PREFETCH_ROWS = 0 if variant == "thread-noprefetch" else 256
     if variant == "inline":
-        driver.Pool.io_class = InlineIO  # type: ignore[assignment]
+        driver.Connector.io_class = InlineIO  # type: ignore[assignment]
         driver.Connection.call = _inline_call  # type: ignore[method-assign]
     elif variant == "aiosqlite":
-        driver.Pool.io_class = AiosqliteIO  # type: ignore[assignment]
+        driver.Connector.io_class = AiosqliteIO  # type: ignore[assignment]
         driver.Connection.call = _aiosqlite_call  # type: ignore[method-assign]
     else:
-        driver.Pool.io_class = driver.IOThread
+        driver.Connector.io_class = driver.IOThread
         driver.Connection.call = _original_call  # type: ignore[method-assign]
 
 
@@ -214,7 +219,9 @@ def sync_insert(alias: str, pk: int) -> object:
     return Student.objects.using(alias).create(name=f"n{next(_counter)}", age=pk % 90)
 
 
-WORKLOADS: dict[str, tuple[Callable[[str, int], Awaitable[object]], Callable[[str, int], object]]] = {
+WORKLOADS: dict[
+    str, tuple[Callable[[str, int], Awaitable[object]], Callable[[str, int], object]]
+] = {
     "get": (get_one, sync_get),
     "list100": (list_100, sync_list),
     "insert": (insert_one, sync_insert),
@@ -296,7 +303,8 @@ def pool_sizes(n: int, repeats: int) -> None:
     best: dict[int, float] = {}
     for _ in range(repeats):
         for size in (1, 2, 4, 8, 16):
-            connections["default"].settings_dict["OPTIONS"]["pool"] = {"max_size": size}
+            options = {"min_size": min(size, 4), "max_size": size}
+            connections["default"].settings_dict["OPTIONS"]["pool"] = options
             wall, _ = asyncio.run(timed(get_one, "default", keys, 100, n))
             best[size] = min(best.get(size, float("inf")), wall)
     for size, wall in best.items():
@@ -304,30 +312,36 @@ def pool_sizes(n: int, repeats: int) -> None:
     connections["default"].settings_dict["OPTIONS"]["pool"] = {"max_size": 8}
 
 
-def writers(lock: bool, transaction_mode: str | None, sqlite_timeout: float) -> str:
-    """200 tasks x 10 rows, each task in its own transaction."""
+def writers(
+    lock: bool, transaction_mode: str | None, sqlite_timeout: float, read_first: bool = False
+) -> str:
+    """200 tasks x 10 rows, each task in its own transaction (which may read first)."""
     options = connections["default"].settings_dict["OPTIONS"]
     options["timeout"] = sqlite_timeout
     if transaction_mode:
         options["transaction_mode"] = transaction_mode
     else:
         options.pop("transaction_mode", None)
-    original = driver.Pool.__init__
+    original = driver.Connector.__init__
 
-    def no_lock(self: driver.Pool, *args: Any, **kwargs: Any) -> None:
+    def no_lock(self: driver.Connector, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         self.writer = None
 
     if not lock:
-        driver.Pool.__init__ = no_lock  # type: ignore[method-assign]
+        driver.Connector.__init__ = no_lock  # type: ignore[method-assign]
 
     def task() -> None:
         with transaction.atomic():
+            if read_first:
+                Student.objects.filter(age=1).exists()
             for i in range(10):
                 Student.objects.create(name=f"w{i}", age=i)
 
     async def main() -> tuple[int, list[str]]:
-        results = await asyncio.gather(*(aorm.run(task) for _ in range(200)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(aorm.run(task) for _ in range(200)), return_exceptions=True
+        )
         errors = [str(r) for r in results if isinstance(r, BaseException)]
         return len(results) - len(errors), errors
 
@@ -336,7 +350,7 @@ def writers(lock: bool, transaction_mode: str | None, sqlite_timeout: float) -> 
     try:
         ok, errors = asyncio.run(main())
     finally:
-        driver.Pool.__init__ = original  # type: ignore[method-assign]
+        driver.Connector.__init__ = original  # type: ignore[method-assign]
         options.pop("transaction_mode", None)
         options.pop("timeout", None)
     elapsed = time.perf_counter() - start
@@ -352,12 +366,15 @@ def open_cost() -> None:
     print("\nWhat a connection per operation costs:")
 
     def raw_open() -> None:
-        connections["stock"].get_new_connection(connections["stock"].get_connection_params()).close()
+        connections["stock"].get_new_connection(
+            connections["stock"].get_connection_params()
+        ).close()
 
     start = time.perf_counter()
     for _ in range(200):
         raw_open()
-    print(f"  Django's sqlite3 connection setup alone: {(time.perf_counter() - start) / 200 * 1e6:.0f} µs")
+    setup = (time.perf_counter() - start) / 200
+    print(f"  Django's sqlite3 connection setup alone: {setup * 1e6:.0f} µs")
     start = time.perf_counter()
     for _ in range(200):
         t = threading.Thread(target=lambda: None)
@@ -366,9 +383,78 @@ def open_cost() -> None:
     print(f"  a thread started and joined: {(time.perf_counter() - start) / 200 * 1e6:.0f} µs")
 
 
+SLOW_QUERY = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 400000) "
+    "SELECT count(*) FROM c"
+)
+
+
+def loop_lag(variant: str) -> str:
+    """The longest the event loop could not run anything else, in two situations."""
+    use(variant)
+
+    def slow_query() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(SLOW_QUERY)
+            cursor.fetchone()
+
+    def other_process_writes(started: threading.Event) -> None:
+        # Another process's write transaction (a plain sqlite3 connection here).
+        connection = sqlite3.connect(DB, timeout=5, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("INSERT INTO app_student (name, age) VALUES ('other', 1)")
+        started.set()
+        time.sleep(0.3)
+        connection.execute("COMMIT")
+        connection.close()
+
+    async def main() -> tuple[float, float, float, float]:
+        loop = asyncio.get_running_loop()
+        lags: list[float] = []
+        running = True
+
+        async def heartbeat() -> None:
+            while running:
+                start = loop.time()
+                await asyncio.sleep(0.001)
+                lags.append(loop.time() - start - 0.001)
+
+        beat = asyncio.ensure_future(heartbeat())
+        await Student.objects.acount()  # warm up the pool
+        await asyncio.sleep(0.02)
+        lags.clear()
+        start = time.perf_counter()
+        await aorm.run(slow_query)
+        query = time.perf_counter() - start
+        await asyncio.sleep(0.01)  # the heartbeat delayed by a blocked loop reports now
+        lag_query = max(lags)
+        lags.clear()
+        started = threading.Event()
+        other = threading.Thread(target=other_process_writes, args=(started,))
+        other.start()
+        started.wait()
+        start = time.perf_counter()
+        await Student.objects.acreate(name="waits", age=1)
+        wait = time.perf_counter() - start
+        await asyncio.sleep(0.01)
+        lag_lock = max(lags)
+        other.join()
+        running = False
+        await beat
+        return query, lag_query, wait, lag_lock
+
+    query, lag_query, wait, lag_lock = asyncio.run(main())
+    return (
+        f"a {query * 1e3:.0f} ms query: loop blocked up to {lag_query * 1e3:5.1f} ms; "
+        f"an insert waiting {wait * 1e3:.0f} ms for another process's write lock: "
+        f"loop blocked up to {lag_lock * 1e3:5.1f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer operations")
+    parser.add_argument("--lag", action="store_true", help="only the event loop's stalls")
     args = parser.parse_args()
     n, repeats = (200, 2) if args.quick else (500, 5)
     call_command("migrate", database="stock", verbosity=0)
@@ -381,6 +467,10 @@ def main() -> None:
         f"Python {sys.version.split()[0]}, Django {django.get_version()}, SQLite "
         f"{sqlite3.sqlite_version}, {os.cpu_count()} CPUs; file database in WAL mode\n"
     )
+    if args.lag:
+        for variant in ("thread", "inline"):
+            print(f"  {variant:7}", loop_lag(variant))
+        return
     orm_table(n, repeats)
     pool_sizes(n, repeats)
     open_cost()
@@ -388,11 +478,20 @@ def main() -> None:
     # (inline is not an option without the writer lock: SQLite's busy handler
     # would sleep on the loop's thread while the lock holder cannot run.)
     use("thread")
-    print("  aorm writer lock, DEFERRED:            ", writers(True, None, 5.0))
+    print("  aorm writer lock, BEGIN (default):     ", writers(True, None, 5.0))
     print("  aorm writer lock, IMMEDIATE:           ", writers(True, "IMMEDIATE", 5.0))
     print("  no lock, IMMEDIATE, busy timeout 5 s:  ", writers(False, "IMMEDIATE", 5.0))
-    print("  no lock, DEFERRED, busy timeout 5 s:   ", writers(False, None, 5.0))
+    print("  no lock, BEGIN, busy timeout 5 s:      ", writers(False, None, 5.0))
     print("  no lock, IMMEDIATE, busy timeout 0.1 s:", writers(False, "IMMEDIATE", 0.1))
+    print("  aorm writer lock, BEGIN, timeout 0.1 s:", writers(True, None, 0.1))
+    print("each transaction reads, then writes:")
+    print("  aorm writer lock, BEGIN (default):     ", writers(True, None, 5.0, True))
+    print("  no lock, BEGIN, busy timeout 5 s:      ", writers(False, None, 5.0, True))
+    print("  no lock, IMMEDIATE, busy timeout 5 s:  ", writers(False, "IMMEDIATE", 5.0, True))
+    print("\nWhile one task waits for SQLite, can the event loop serve the others?")
+    for variant in ("thread", "inline"):
+        print(f"  {variant:7}", loop_lag(variant))
+    use("thread")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 
 import pytest
 from asgiref.sync import SyncToAsync
+from django.conf import settings
 from django.db import connections
 from django.db.backends import utils as backend_utils
 
 ALL_DATABASES = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+def postgresql_only(reason: str) -> pytest.MarkDecorator:
+    """For what only PostgreSQL has (server sessions, pg_sleep, SELECT FOR UPDATE...)."""
+    return pytest.mark.skipif(settings.DATABASE != "postgresql", reason=reason)
 
 
 @dataclass

@@ -39,12 +39,15 @@ if DATABASE == "postgresql":
     _unpooled: dict[str, object] = {}
 elif DATABASE == "sqlite":
     # A file database, as in production: WAL, several connections, real locks.
-    # One file per run, so that concurrent runs don't collide.
-    _file = os.path.join(tempfile.gettempdir(), f"{TEST_NAME}-{os.getpid()}.sqlite3")
+    # One file per run, so that concurrent runs don't collide; a server started
+    # by a test uses the test's file.
+    _file = os.environ.get("AORM_TEST_USE_NAME") or os.path.join(
+        tempfile.gettempdir(), f"{TEST_NAME}-{os.getpid()}.sqlite3"
+    )
     _server = {"NAME": _file}
     _aorm_engine = "aorm.backends.sqlite3"
     _stock_engine = "django.db.backends.sqlite3"
-    _pool = {"pool": {"max_size": 8, "timeout": 10}}
+    _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
     _test = {"NAME": _file}
     _unpooled = {"pool": False}
 else:

@@ -13,7 +13,7 @@ from django.db.models.signals import post_save
 
 import aorm
 from tests.app.models import Author, Book, Student
-from tests.conftest import ALL_DATABASES
+from tests.conftest import ALL_DATABASES, postgresql_only
 
 pytestmark = ALL_DATABASES
 
@@ -29,6 +29,7 @@ async def test_integrity_error_then_the_next_call_works(alias: str) -> None:
 
 
 @pytest.mark.parametrize("alias", ALIASES)
+@postgresql_only("SQLite does not enforce column sizes")
 async def test_data_error(alias: str) -> None:
     author = await Author.objects.using(alias).acreate(name="ann")
     with pytest.raises(DataError):
@@ -36,6 +37,7 @@ async def test_data_error(alias: str) -> None:
     assert await Book.objects.using(alias).acount() == 0
 
 
+@postgresql_only("server sessions; SQLite has none")
 async def test_operational_error_when_the_server_ends_the_session_then_recovery() -> None:
     def backend_pid() -> int:
         with connections["default"].cursor() as cursor:
@@ -100,6 +102,7 @@ async def test_async_to_sync_in_a_signal_receiver_inside_the_bridge() -> None:
     assert counts == [1]
 
 
+@postgresql_only("pg_stat_activity; SQLite: test_sqlite_backend")
 async def test_cancelled_query_leaves_no_connection_behind() -> None:
     def slow() -> None:
         with connections["default"].cursor() as cursor:
@@ -124,6 +127,7 @@ def _sleeping_sessions() -> int:
         return int(cursor.fetchone()[0])
 
 
+@postgresql_only("pg_stat_activity; SQLite: test_sqlite_backend")
 async def test_no_connection_leak_after_many_operations() -> None:
     await Student.objects.acreate(name="a", age=1)
     baseline = await sync_to_async(_sessions_on_test_database)()

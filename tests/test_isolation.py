@@ -140,7 +140,18 @@ def test_djangos_own_runner_on_these_test_cases() -> None:
         "PYTHONPATH": str(ROOT),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "django", "test", "tests.test_isolation", "-v", "2", "--noinput", "--parallel", "2"],
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "test",
+            "tests.test_isolation",
+            "-v",
+            "2",
+            "--noinput",
+            "--parallel",
+            "2",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,

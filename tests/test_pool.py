@@ -9,7 +9,7 @@ from django.db import transaction
 
 import aorm
 from tests.app.models import Student
-from tests.conftest import ALL_DATABASES
+from tests.conftest import ALL_DATABASES, postgresql_only
 
 pytestmark = ALL_DATABASES
 
@@ -44,6 +44,7 @@ async def test_a_transaction_holds_its_connection_until_it_ends() -> None:
     assert aorm.pool_stats().in_use == 0
 
 
+@postgresql_only("pg_sleep")
 async def test_concurrent_operations_use_separate_connections() -> None:
     def slow() -> None:
         from django.db import connection
@@ -74,7 +75,7 @@ def test_pool_options_are_checked() -> None:
     async def close(_: object) -> None:
         pass
 
-    with pytest.raises(ImproperlyConfigured, match="unsupported option.*num_workers"):
+    with pytest.raises(ImproperlyConfigured, match=r"unsupported option.*num_workers"):
         AsyncPool("x", connect, close, lambda _: True, {"num_workers": 3})
     with pytest.raises(ImproperlyConfigured, match="max_size"):
         AsyncPool("x", connect, close, lambda _: True, {"min_size": 4, "max_size": 2})

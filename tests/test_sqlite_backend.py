@@ -1,4 +1,4 @@
-"""aorm.backends.sqlite3: Django's ORM on the loop, sqlite3 calls in each connection's I/O thread."""
+"""aorm.backends.sqlite3: the ORM on the event loop, sqlite3 calls in each connection's thread."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import OperationalError, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 from django.test.utils import CaptureQueriesContext
 
@@ -55,21 +54,6 @@ def wrapper(alias: str, **options: Any) -> DatabaseWrapper:
     settings_dict = {**connections["default"].settings_dict}
     settings_dict["OPTIONS"] = {**settings_dict["OPTIONS"], **options}
     return DatabaseWrapper(settings_dict, alias)
-
-
-@pytest.fixture(autouse=True)
-def _unwrap_test_case_patch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Django's test case wraps ``ensure_connection`` (its database restrictions).
-
-    aorm's guard bypass (aorm.backends.base) unwraps only Django's own guard,
-    so inside the bridge the wrapped method still raises SynchronousOnlyOperation.
-    Until the core handles it, put the guarded original back for these tests:
-    they use every alias, so the restrictions have nothing to check.
-    """
-    method = BaseDatabaseWrapper.ensure_connection
-    for cell in getattr(method, "__closure__", None) or ():
-        if hasattr(cell.cell_contents, "__wrapped__"):
-            monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", cell.cell_contents)
 
 
 @pytest.fixture
@@ -295,8 +279,57 @@ async def test_transaction_mode_option(sql_log: SqlLog) -> None:
             immediate.close()
 
     await aorm.run(write)
-    assert [sql for _, sql, _ in sql_log.statements][0] == "BEGIN IMMEDIATE"
+    assert sql_log.statements[0][1] == "BEGIN IMMEDIATE"
     assert await Student.objects.acount() == 1
+
+
+async def test_transactions_take_write_turns_unless_deferred(sql_log: SqlLog) -> None:
+    most_at_once: list[int] = []
+    for options in ({}, {"transaction_mode": "DEFERRED"}):
+        inside = [0, 0]  # now, most at once
+
+        def read_in_transaction(
+            options: dict[str, Any] = options, inside: list[int] = inside
+        ) -> None:
+            db = wrapper("turns", **options)
+            try:
+                db.ensure_connection()
+                db._start_transaction_under_autocommit()  # what atomic() does on SQLite
+                with db.cursor() as cursor:
+                    cursor.execute("SELECT count(*) FROM app_student")
+                inside[0] += 1
+                inside[1] = max(inside)
+                aorm.await_(asyncio.sleep(0.1))
+                inside[0] -= 1
+                db.commit()
+            finally:
+                db.close()
+
+        await asyncio.gather(*(aorm.run(read_in_transaction) for _ in range(3)))
+        most_at_once.append(inside[1])
+    # By default a transaction holds the file's write turn from BEGIN: read-only
+    # ones take turns too. DEFERRED, as in SQLite, lets them overlap.
+    assert most_at_once == [1, 3]
+    assert "BEGIN DEFERRED" in [sql for _, sql, _ in sql_log.statements]
+
+    # A DEFERRED transaction takes the turn at its first write. (One that read
+    # first may then fail with "database is locked", as in SQLite: its snapshot
+    # is stale if another transaction committed meanwhile.)
+    def write_deferred() -> None:
+        db = wrapper("turns", transaction_mode="DEFERRED")
+        try:
+            db.ensure_connection()
+            db._start_transaction_under_autocommit()
+            with db.cursor() as cursor:
+                cursor.execute("INSERT INTO app_student (name, age) VALUES ('d', 1)")
+                cursor.execute("SELECT count(*) FROM app_student")
+                cursor.execute("INSERT INTO app_student (name, age) VALUES ('d', 2)")
+            db.commit()
+        finally:
+            db.close()
+
+    await asyncio.gather(*(aorm.run(write_deferred) for _ in range(5)), aorm.run(_write_ten))
+    assert await Student.objects.acount() == 20
 
 
 def test_wal_unless_init_command_sets_a_journal_mode() -> None:
@@ -334,19 +367,21 @@ async def test_plain_memory_database_lives_in_the_loops_single_connection() -> N
 
     def run_sql(sql: str) -> Callable[[], Any]:
         def call() -> Any:
-            wrapper = DatabaseWrapper(settings_dict, "plain")
+            db = DatabaseWrapper(settings_dict, "plain")
             try:
-                with wrapper.cursor() as cursor:
+                with db.cursor() as cursor:
                     cursor.execute(sql)
                     return cursor.fetchall()
             finally:
-                wrapper.close()
+                db.close()
 
         return call
 
     await aorm.run(run_sql("CREATE TABLE t (x integer)"))
     await asyncio.gather(*(aorm.run(run_sql(f"INSERT INTO t VALUES ({i})")) for i in range(30)))
-    totals = await asyncio.gather(*(aorm.run(run_sql("SELECT count(*) FROM t")) for _ in range(10)))
+    totals = await asyncio.gather(
+        *(aorm.run(run_sql("SELECT count(*) FROM t")) for _ in range(10))
+    )
     assert totals == [[(30,)]] * 10
     assert len([t for t in io_threads() if t.name == f"{IO_THREAD}plain]"]) == 1
 
@@ -378,28 +413,31 @@ async def test_cancelled_query_leaves_no_dirty_connection() -> None:
 
 
 async def test_pool_exhaustion_names_the_alias_and_size() -> None:
-    tiny = {**connections["default"].settings_dict, "OPTIONS": {"pool": {"max_size": 1, "timeout": 0.1}}}
+    tiny = {
+        **connections["default"].settings_dict,
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 0.1}},
+    }
     holding = asyncio.Event()
 
     def hold() -> None:
-        wrapper = DatabaseWrapper(tiny, "tiny")
+        db = DatabaseWrapper(tiny, "tiny")
         try:
-            wrapper.ensure_connection()
+            db.ensure_connection()
             holding.set()
             aorm.await_(asyncio.sleep(0.5))
         finally:
-            wrapper.close()
+            db.close()
 
     def use() -> None:
-        wrapper = DatabaseWrapper(tiny, "tiny")
+        db = DatabaseWrapper(tiny, "tiny")
         try:
-            wrapper.ensure_connection()
+            db.ensure_connection()
         finally:
-            wrapper.close()
+            db.close()
 
     holder = asyncio.ensure_future(aorm.run(hold))
     await holding.wait()
-    with pytest.raises(OperationalError, match=r"'tiny'.*max_size=1"):
+    with pytest.raises(aorm.PoolTimeout, match=r"'tiny'.*pool's 1 connections"):
         await aorm.run(use)
     await holder
     await aorm.run(use)  # free again

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.test import AsyncClient, override_settings
 
 import aorm
 from tests.app.models import Author, Student
-from tests.conftest import ALL_DATABASES
+from tests.conftest import ALL_DATABASES, postgresql_only
 
 pytestmark = ALL_DATABASES
 
@@ -34,8 +35,7 @@ async def test_commit_on_success(sql_log: Any) -> None:
         assert await aorm.aget_autocommit() is False
     assert await names() == ["a"]
     assert sql_log.threads() == {threading.get_ident()}
-    sql = [s for _, s, _ in sql_log.statements]
-    assert sql[0].startswith("INSERT")  # BEGIN/COMMIT go through the driver, not the cursor
+    assert any(sql.startswith("INSERT") for _, sql, _ in sql_log.statements)
 
 
 async def test_rollback_reraises_the_same_exception() -> None:
@@ -191,6 +191,7 @@ async def test_robust_on_commit_callback() -> None:
     assert calls == ["after"]
 
 
+@postgresql_only("SQLite has no SELECT ... FOR UPDATE")
 async def test_select_for_update_needs_a_transaction() -> None:
     await Student.objects.acreate(name="a", age=1)
     with pytest.raises(TransactionManagementError):
@@ -231,7 +232,9 @@ async def test_children_share_the_transaction_with_their_own_savepoints() -> Non
     async with transaction.atomic():
         await asyncio.gather(*(child(i) for i in range(30)))
         assert await Student.objects.acount() == 30 + 20
-    expected = sorted([f"plain{i}" for i in range(30)] + [f"nested{i}" for i in range(30) if i % 3])
+    expected = sorted(
+        [f"plain{i}" for i in range(30)] + [f"nested{i}" for i in range(30) if i % 3]
+    )
     assert await names() == expected
 
 
@@ -304,7 +307,8 @@ async def test_cancelled_block_rolls_back_and_releases() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await Student.objects.acount() == 0
-    assert await sync_to_async(_idle_in_transaction)() == 0
+    if settings.DATABASE == "postgresql":
+        assert await sync_to_async(_idle_in_transaction)() == 0
 
 
 def _idle_in_transaction() -> int:
@@ -316,6 +320,7 @@ def _idle_in_transaction() -> int:
         return int(cursor.fetchone()[0])
 
 
+@postgresql_only("pg_sleep")
 async def test_gather_outside_a_transaction_runs_in_parallel() -> None:
     def sleep() -> None:
         with connections["default"].cursor() as cursor:

@@ -43,7 +43,9 @@ def _suggestion(frame: FrameType) -> str | None:
     if owner == "Model" and name in _MODEL_METHODS:
         return f"Model.{name}() queries the database: use `await obj.a{name}(...)`"
     if "Related" in owner and "Manager" in owner and name in _RELATED_MANAGER_METHODS:
-        return f"{name}() on a related manager queries the database: use `await manager.a{name}(...)`"
+        return (
+            f"{name}() on a related manager queries the database: use `await manager.a{name}(...)`"
+        )
     if owner.endswith("Descriptor") and name == "__get__":
         return (
             "this relation is not loaded, and loading it queries the database: load it "

@@ -16,6 +16,7 @@ still runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -79,10 +80,8 @@ def for_running_loop() -> LoopResources:
         sentinel = _close_at_shutdown(resources)
         # Step it to its first ``yield`` right here: that registers it with the
         # running loop (through the loop's asyncgen hooks) without a task.
-        try:
+        with contextlib.suppress(StopIteration):
             sentinel.__anext__().send(None)  # type: ignore[attr-defined]
-        except StopIteration:
-            pass
         entry = _by_loop[loop] = (resources, sentinel)
     return entry[0]
 

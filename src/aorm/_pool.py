@@ -16,8 +16,11 @@ connection, so aorm's pool is small and does everything in the caller's task:
 - ``release()`` keeps a connection only if it is open and idle (no
   transaction left open, no error state, not past ``max_lifetime``);
   otherwise it closes it. A dirty connection is never handed out again.
-- A waiter woken for a free slot that is cancelled before it takes the slot
-  passes the wake-up on, so no waiter sleeps while a connection is free.
+- Waiters are served in order: a released connection is handed to the first
+  one (a free slot, when a connection was closed, likewise), and a task
+  that releases and asks again queues behind them. A waiter cancelled after
+  being served passes what it got on, so no waiter sleeps while a
+  connection is free.
 
 Options are psycopg_pool's names, as Django's ``OPTIONS["pool"]`` uses them:
 ``min_size`` (idle connections kept when ``max_idle`` expires others; they
@@ -79,11 +82,13 @@ class AsyncPool(Generic[C]):
         if unknown:
             raise ImproperlyConfigured(
                 f"DATABASES[{alias!r}]['OPTIONS']['pool']: unsupported option(s) "
-                f"{', '.join(sorted(unknown))}; aorm's async pool accepts {', '.join(sorted(_OPTIONS))}."
+                f"{', '.join(sorted(unknown))}; aorm's async pool accepts "
+                f"{', '.join(sorted(_OPTIONS))}."
             )
         self.alias = alias
-        self.min_size = int(options.get("min_size", 4))
-        self.max_size = int(options.get("max_size") or self.min_size)
+        max_size = options.get("max_size")
+        self.min_size = int(options.get("min_size", min(4, max_size or 4)))
+        self.max_size = int(max_size or self.min_size)
         if self.max_size < 1 or self.max_size < self.min_size:
             raise ImproperlyConfigured(
                 f"DATABASES[{alias!r}]['OPTIONS']['pool']: max_size must be at least 1 and "
@@ -97,7 +102,7 @@ class AsyncPool(Generic[C]):
         self._idle: deque[tuple[C, float, float]] = deque()  # (conn, opened, released)
         self._opened_at: dict[int, float] = {}
         self._size = 0  # open or opening connections
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[Any]] = deque()
         self._closed = False
 
     def stats(self) -> PoolStats:
@@ -110,24 +115,42 @@ class AsyncPool(Generic[C]):
             raise OperationalError(f"the connection pool of database {self.alias!r} is closed")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        woken = False
         while True:
-            conn = await self._take_idle()
-            if conn is not None:
-                return conn
-            if self._size < self.max_size:
-                return await self._open()
-            waiter = loop.create_future()
+            if woken or not self._pending_waiters():  # first come, first served
+                conn = await self._take_idle()
+                if conn is not None:
+                    return conn
+                if self._size < self.max_size:
+                    return await self._open()
+            waiter: asyncio.Future[C | None] = loop.create_future()
             self._waiters.append(waiter)
             try:
                 async with asyncio.timeout_at(deadline):
-                    await waiter
+                    handed = await waiter
             except BaseException as exc:
                 if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._wake_one()  # the wake-up was ours: pass it on
+                    self._hand_over(waiter.result())  # it was ours: pass it on
                 waiter.cancel()
                 if isinstance(exc, TimeoutError):
                     raise self._timeout_error() from None
                 raise
+            if handed is not None:
+                return handed
+            woken = True  # a slot was freed for us: open a connection
+
+    def _pending_waiters(self) -> bool:
+        return any(not waiter.done() for waiter in self._waiters)
+
+    def _hand_over(self, conn: C | None) -> None:
+        """Give a clean connection (or, with None, a free slot) to the first waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is not None:
+            self._idle.append((conn, self._opened_at.get(id(conn), 0.0), time.monotonic()))
 
     async def _take_idle(self) -> C | None:
         now = time.monotonic()
@@ -155,7 +178,7 @@ class AsyncPool(Generic[C]):
             conn = await self._connect()
         except BaseException:
             self._size -= 1
-            self._wake_one()
+            self._hand_over(None)
             raise
         self._opened_at[id(conn)] = time.monotonic()
         return conn
@@ -167,8 +190,7 @@ class AsyncPool(Generic[C]):
         if self._closed or now - opened > self.max_lifetime or not self._reusable(conn):
             await self._discard(conn)
             return
-        self._idle.append((conn, opened, now))
-        self._wake_one()
+        self._hand_over(conn)
         # Connections idle beyond max_idle are closed, min_size of them kept.
         while len(self._idle) > self.min_size and now - self._idle[0][2] > self.max_idle:
             stale = self._idle.popleft()[0]
@@ -178,7 +200,7 @@ class AsyncPool(Generic[C]):
     async def _discard(self, conn: C) -> None:
         self._forget(conn)
         await self._close_quietly(conn)
-        self._wake_one()
+        self._hand_over(None)
 
     def _forget(self, conn: C) -> None:
         self._opened_at.pop(id(conn), None)
@@ -187,13 +209,6 @@ class AsyncPool(Generic[C]):
     async def _close_quietly(self, conn: C) -> None:
         with contextlib.suppress(Exception):  # a broken connection is closed already
             await self._close(conn)
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
     def _timeout_error(self) -> PoolTimeout:
         stats = self.stats()

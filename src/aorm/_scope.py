@@ -31,6 +31,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import AsyncToSync
@@ -49,7 +50,8 @@ T = TypeVar("T")
 # The wrappers of the operation running in the bridge, by alias.
 _operation: ContextVar[dict[str, Any] | None] = ContextVar("aorm.operation", default=None)
 # The innermost atomic block this task is in, by alias.
-_blocks: ContextVar[Mapping[str, Block]] = ContextVar("aorm.blocks", default={})
+_NO_BLOCKS: Mapping[str, Block] = MappingProxyType({})
+_blocks: ContextVar[Mapping[str, Block]] = ContextVar("aorm.blocks", default=_NO_BLOCKS)
 _native: tuple[object, frozenset[str]] = (None, frozenset())
 
 
@@ -220,11 +222,11 @@ def install() -> None:
 
 def _release(wrappers: dict[str, Any]) -> None:
     """Close the operation's own wrappers: their connections go back to the pool."""
-    errors = []
+    errors: list[BaseException] = []
     for wrapper in wrappers.values():
         try:
             wrapper.close()
-        except Exception as exc:
+        except BaseException as exc:  # CancelledError too: close the others first
             errors.append(exc)
     wrappers.clear()
     if errors:

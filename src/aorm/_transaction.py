@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -59,7 +59,7 @@ async def _shielded(awaitable: Awaitable[T]) -> T:
 
 
 def _end_block(atomic: Atomic, block: _scope.Block, exc_info: tuple[Any, Any, Any]) -> None:
-    """Django's ``Atomic.__exit__`` on the block's wrapper; the outermost returns the connection."""
+    """Django's ``Atomic.__exit__`` on the block; the outermost gives its connection back."""
     transaction = block.transaction
     try:
         atomic.__exit__(*exc_info)
@@ -149,7 +149,7 @@ def _call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
     return in_transaction
 
 
-def sync_callback(func: Callable[[], Awaitable[object]]) -> Callable[[], object]:
+def sync_callback(func: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], object]:
     """A coroutine function as a callable that Django's sync hooks can call."""
 
     @functools.wraps(func)
@@ -175,7 +175,7 @@ def _make_view_atomic(self: BaseHandler, view: Callable[..., Any]) -> Callable[.
     """ATOMIC_REQUESTS for async views: the view runs inside ``async with atomic()``."""
     if not inspect.iscoroutinefunction(view):
         return _django_make_view_atomic(self, view)  # type: ignore[no-any-return]
-    non_atomic = getattr(view, "_non_atomic_requests", set())
+    non_atomic: set[str] = getattr(view, "_non_atomic_requests", set())
     for alias, settings_dict in connections.settings.items():
         if settings_dict["ATOMIC_REQUESTS"] and alias not in non_atomic:
             view = django_transaction.atomic(using=alias)(view)

@@ -66,7 +66,9 @@ class _Worker(greenlet):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__(self._serve)
 
-    def _serve(self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None) -> None:
+    def _serve(
+        self, job: tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
+    ) -> None:
         while job is not None:  # None: retire
             fn, args, kwargs = job
             del job

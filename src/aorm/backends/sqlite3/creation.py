@@ -1,4 +1,4 @@
-"""Test databases: Django's, plus the WAL files aorm's default journal mode leaves beside them."""
+"""Test databases: Django's, minding the WAL files of aorm's default journal mode."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ class DatabaseCreation(django_creation.DatabaseCreation):  # type: ignore[misc]
         if not keepdb:
             self._remove_wal_files(name)
         return name
+
+    def _clone_test_db(self, suffix: Any, verbosity: int, keepdb: bool = False) -> None:
+        # Django copies the database file: first move what the WAL holds into it.
+        if not self.is_in_memory_db(self.connection.settings_dict["NAME"]):
+            with self.connection.cursor() as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        super()._clone_test_db(suffix, verbosity, keepdb)
 
     def _destroy_test_db(self, test_database_name: Any, verbosity: int) -> None:
         super()._destroy_test_db(test_database_name, verbosity)

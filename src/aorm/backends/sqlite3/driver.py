@@ -15,7 +15,8 @@ The DB-API objects Django holds are thin adapters (:class:`Connection`,
 Writers are serialised per database file and event loop by a
 :class:`WriterLock`, taken before a statement that may start a write
 transaction (``BEGIN``, or any statement that is not a ``SELECT`` outside a
-transaction) and released when the connection leaves its transaction. A write
+transaction; in a ``BEGIN DEFERRED`` transaction, its first write) and
+released when the connection leaves its transaction. A write
 therefore never waits inside SQLite's busy handler (which polls, with sleeps of
 up to 100 ms) for a lock another connection of the same loop holds: it waits
 its turn on the loop, in FIFO order, and starts the moment the previous
@@ -182,10 +183,21 @@ class IOThread:
         self._jobs.put(None)
 
 
-def _may_write(sql: str) -> bool:
-    """Whether a statement, run outside a transaction, may take SQLite's write lock."""
-    head = sql.lstrip()[:7].upper()
-    return not (head.startswith("SELECT") or head.startswith("EXPLAIN"))
+_READS = ("SELECT", "EXPLAIN", "BEGIN DEFERRED")
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "WITH")
+
+
+def _needs_write_turn(sql: str, in_transaction: bool) -> bool:
+    """Whether a statement may take SQLite's write lock (``in_transaction``: one without it).
+
+    Outside a transaction, anything but a read may write or start a
+    transaction, as ``BEGIN`` does. Inside a ``BEGIN DEFERRED`` transaction,
+    the turn is taken at the first write.
+    """
+    head = sql.lstrip()[:14].upper()
+    if in_transaction:
+        return head.startswith(_WRITES)
+    return not head.startswith(_READS)
 
 
 def _sets_pragma(sql: str) -> bool:
@@ -266,8 +278,7 @@ class Connection:
             and not self.holds_writer
             and not self.busy
             and in_bridge()
-            and _may_write(sql)
-            and not self.raw.in_transaction
+            and _needs_write_turn(sql, self.raw.in_transaction)
         ):
             writer.acquire(self, self.source.write_timeout)
         if _sets_pragma(sql):
