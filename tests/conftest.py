@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
 from django.db import connections
 from django.db.backends import utils as backend_utils
@@ -23,6 +23,20 @@ ALL_DATABASES = pytest.mark.django_db(transaction=True, databases="__all__")
 def postgresql_only(reason: str) -> pytest.MarkDecorator:
     """For what only PostgreSQL has (server sessions, pg_sleep, SELECT FOR UPDATE...)."""
     return pytest.mark.skipif(settings.DATABASE != "postgresql", reason=reason)
+
+
+async def server_sessions(condition: str = "TRUE") -> int:
+    """PostgreSQL sessions on the test database matching ``condition``, other than ours."""
+
+    def count() -> int:
+        with connections["stock"].cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                f"AND pid <> pg_backend_pid() AND {condition}"
+            )
+            return int(cursor.fetchone()[0])
+
+    return await sync_to_async(count)()
 
 
 @dataclass

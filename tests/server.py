@@ -22,6 +22,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_port(port: int, proc: subprocess.Popen[str], seconds: float = 120) -> None:
+    """Wait until a server process listens on ``port``; fail with its output if it dies."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the server did not start:\n{proc.communicate()}") from None
+            time.sleep(0.05)
+
+
 @contextmanager
 def uvicorn_server(app: str = "tests.asgi:application", **env: str) -> Iterator[str]:
     """Serve ``app`` on the test database; yield its base URL; stop it and check its stderr."""
@@ -37,15 +51,7 @@ def uvicorn_server(app: str = "tests.asgi:application", **env: str) -> Iterator[
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not start: {proc.communicate()[1]}") from None
-                time.sleep(0.05)
+        wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()

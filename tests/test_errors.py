@@ -13,7 +13,7 @@ from django.db.models.signals import post_save
 
 import aorm
 from tests.app.models import Author, Book, Student
-from tests.conftest import ALL_DATABASES, postgresql_only
+from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions
 
 pytestmark = ALL_DATABASES
 
@@ -114,34 +114,15 @@ async def test_cancelled_query_leaves_no_connection_behind() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await Student.objects.acount() == 0
-    active = await sync_to_async(_sleeping_sessions)()
-    assert active == 0
-
-
-def _sleeping_sessions() -> int:
-    with connections["stock"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(5)%%' "
-            "AND state = 'active' AND pid <> pg_backend_pid()"
-        )
-        return int(cursor.fetchone()[0])
+    assert await server_sessions("query LIKE 'SELECT pg_sleep(5)%%' AND state = 'active'") == 0
 
 
 @postgresql_only("pg_stat_activity; SQLite: test_sqlite_backend")
 async def test_no_connection_leak_after_many_operations() -> None:
     await Student.objects.acreate(name="a", age=1)
-    baseline = await sync_to_async(_sessions_on_test_database)()
+    baseline = await server_sessions()
     for _ in range(2_000):
         await Student.objects.aget(name="a")
-    assert await sync_to_async(_sessions_on_test_database)() == baseline  # one, reused
+    assert await server_sessions() == baseline  # one, reused
     await asyncio.gather(*(Student.objects.acount() for _ in range(200)))
-    assert await sync_to_async(_sessions_on_test_database)() <= baseline + 7  # max_size 8
-
-
-def _sessions_on_test_database() -> int:
-    with connections["stock"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
-        return int(cursor.fetchone()[0])
+    assert await server_sessions() <= baseline + 7  # max_size 8

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,22 +14,9 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.server import ROOT, free_port
+from tests.server import ROOT, free_port, wait_for_port
 
 SCHOOL = ROOT / "examples" / "school"
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[str], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"the server did not start:\n{proc.communicate()[0]}") from None
-            time.sleep(0.1)
 
 
 @pytest.fixture

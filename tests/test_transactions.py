@@ -15,7 +15,7 @@ from django.test import AsyncClient, override_settings
 
 import aorm
 from tests.app.models import Author, Student
-from tests.conftest import ALL_DATABASES, postgresql_only
+from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions
 
 pytestmark = ALL_DATABASES
 
@@ -308,16 +308,7 @@ async def test_cancelled_block_rolls_back_and_releases() -> None:
         await task
     assert await Student.objects.acount() == 0
     if settings.DATABASE == "postgresql":
-        assert await sync_to_async(_idle_in_transaction)() == 0
-
-
-def _idle_in_transaction() -> int:
-    with connections["stock"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND state LIKE 'idle in transaction%%'"
-        )
-        return int(cursor.fetchone()[0])
+        assert await server_sessions("state LIKE 'idle in transaction%%'") == 0
 
 
 @postgresql_only("pg_sleep")

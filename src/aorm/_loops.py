@@ -23,7 +23,16 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["LoopResources", "for_running_loop", "forget"]
+__all__ = ["LoopResources", "for_running_loop", "forget", "loop_running"]
+
+
+def loop_running() -> bool:
+    """Whether an event loop runs in this thread (Django's sign of async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class LoopResources:

@@ -40,6 +40,7 @@ from django.db.transaction import TransactionManagementError
 from django.db.utils import load_backend
 
 from aorm import bridge
+from aorm._loops import loop_running
 from aorm.backends.base import sync_wrapper_of_thread
 
 __all__ = ["Block", "Scope", "Transaction", "install", "native_aliases", "run"]
@@ -184,7 +185,7 @@ class _ScopedStorage:
                     return wrappers[alias]
                 except KeyError:
                     raise AttributeError(alias) from None
-            if _loop_running():
+            if loop_running():
                 # transaction.on_commit(), set_rollback(), a test's assertNumQueries()...
                 # called from async code inside a transaction: that transaction's wrapper.
                 block = current_blocks().get(alias)
@@ -205,14 +206,6 @@ class _ScopedStorage:
             del wrappers[alias]
         else:
             delattr(self._django, alias)
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def install() -> None:

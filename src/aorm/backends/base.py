@@ -27,6 +27,7 @@ from django.utils import asyncio as django_asyncio
 from django.utils.asyncio import async_unsafe
 
 from aorm import _hints
+from aorm._loops import loop_running
 from aorm.bridge import in_bridge
 
 __all__ = ["BridgedDatabaseWrapper", "sync_wrapper_of_thread"]
@@ -106,13 +107,5 @@ class BridgedDatabaseWrapper:
 
     def connect(self) -> None:
         _call_guarded(self, "connect", (), {})
-        if not in_bridge() and not _loop_running():
+        if not in_bridge() and not loop_running():
             _sync_wrappers[(threading.get_ident(), self.alias)] = self  # type: ignore[attr-defined]
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
