@@ -1,8 +1,8 @@
 """The seeds' school project, on aorm.
 
-The database comes from ``DATABASE_URL`` (``sqlite:///path``,
-``postgres://user@host:port/name``, ``mysql://user:password@host/name``);
-without it, a SQLite file next to this project.
+The database comes from ``DATABASE_URL`` (``sqlite:///path`` or
+``postgres://user@host:port/name``); without it, a SQLite file next to this
+project.
 """
 
 import os
@@ -26,7 +26,6 @@ ENGINES = {
     "sqlite": "aorm.backends.sqlite3",
     "postgres": "aorm.backends.postgresql",
     "postgresql": "aorm.backends.postgresql",
-    "mysql": "aorm.backends.mysql",
 }
 
 
@@ -37,7 +36,6 @@ def database_from_url(url: str) -> dict[str, object]:
         raise ValueError(f"DATABASE_URL scheme {parts.scheme!r}: expected {sorted(ENGINES)}")
     if parts.scheme == "sqlite":
         return {"ENGINE": ENGINES["sqlite"], "NAME": unquote(parts.path[1:]) or ":memory:"}
-    options = {"pool": {"min_size": 1, "max_size": 20}} if parts.scheme != "mysql" else {}
     return {
         "ENGINE": ENGINES[parts.scheme],
         "NAME": unquote(parts.path.lstrip("/")),
@@ -45,7 +43,7 @@ def database_from_url(url: str) -> dict[str, object]:
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "OPTIONS": options,
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": 20}},
     }
 
 
