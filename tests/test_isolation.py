@@ -123,6 +123,16 @@ async def test_pytest_django_db_isolates_async_writes(round: int, fixture_author
 
 
 @pytest.mark.parametrize("round", [1, 2])
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.django_db
+async def test_pytest_django_db_with_a_module_scoped_loop(round: int) -> None:
+    assert await Student.objects.acount() == 0
+    async with transaction.atomic():
+        await Student.objects.acreate(name=f"round {round}", age=round)
+    assert [s.name for s in await Student.objects.all()] == [f"round {round}"]
+
+
+@pytest.mark.parametrize("round", [1, 2])
 @pytest.mark.django_db(transaction=True)
 async def test_pytest_django_transactional_db(round: int) -> None:
     assert await Student.objects.acount() == 0
