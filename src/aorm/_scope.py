@@ -41,7 +41,7 @@ from django.db.utils import load_backend
 
 from aorm import bridge
 from aorm._loops import loop_running
-from aorm.backends.base import sync_wrapper_of_thread
+from aorm.backends.base import sync_transactions
 
 __all__ = ["Block", "Scope", "Transaction", "install", "native_aliases", "run"]
 
@@ -142,21 +142,21 @@ def _outer_blocks() -> dict[str, Block]:
     transaction's rows nor be rolled back with it. The thread is either the
     loop's own (pytest-asyncio) or one blocked in ``async_to_sync`` meanwhile.
     """
-    threads = [threading.get_ident()]
+    adopted: dict[str, Block] = {}
+    open_transactions = sync_transactions()  # almost always empty outside tests
+    if not open_transactions:
+        return adopted
+    threads = {threading.get_ident()}
     executor = getattr(AsyncToSync.executors, "current", None)
     if executor is not None:
-        threads.append(executor._work_thread.ident)
-    adopted: dict[str, Block] = {}
-    for alias in native_aliases():
-        for ident in threads:
-            wrapper = sync_wrapper_of_thread(ident, alias)
-            if wrapper is not None and wrapper.in_atomic_block:
-                root: Block | None = wrapper.__dict__.get("_aorm_root")
-                if root is None:
-                    root = wrapper._aorm_root = Block(Transaction(alias, wrapper), None)
-                    root.transaction.top = root
-                adopted[alias] = root
-                break
+        threads.add(executor._work_thread.ident)
+    for thread, alias, wrapper in open_transactions:
+        if thread in threads and alias in native_aliases():
+            root: Block | None = wrapper.__dict__.get("_aorm_root")
+            if root is None:
+                root = wrapper._aorm_root = Block(Transaction(alias, wrapper), None)
+                root.transaction.top = root
+            adopted[alias] = root
     return adopted
 
 

@@ -30,7 +30,7 @@ from aorm import _hints
 from aorm._loops import loop_running
 from aorm.bridge import in_bridge
 
-__all__ = ["BridgedDatabaseWrapper", "sync_wrapper_of_thread"]
+__all__ = ["BridgedDatabaseWrapper", "sync_transactions"]
 
 _GUARD_CODE = async_unsafe("")(lambda: None).__code__
 _guard_lifted: ContextVar[bool] = ContextVar("aorm.guard_lifted", default=False)
@@ -41,8 +41,9 @@ _guard_lifted: ContextVar[bool] = ContextVar("aorm.guard_lifted", default=False)
 _sync_wrappers: weakref.WeakValueDictionary[tuple[int, str], Any] = weakref.WeakValueDictionary()
 
 
-def sync_wrapper_of_thread(thread_ident: int, alias: str) -> Any:
-    return _sync_wrappers.get((thread_ident, alias))
+def sync_transactions() -> list[tuple[int, str, Any]]:
+    """``(thread ident, alias, wrapper)`` of synchronous wrappers inside a transaction."""
+    return [(key[0], key[1], w) for key, w in _sync_wrappers.items() if w.in_atomic_block]
 
 
 def _is_guarded(method: Any) -> bool:
