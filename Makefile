@@ -12,7 +12,7 @@ VENV := .venv
 VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
-.PHONY: test lint pytest demo clean conformance
+.PHONY: test lint pytest demo clean conformance bench bench-smoke
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check src tests examples
 	$(VENV)/bin/mypy src
 
-test: lint $(VENV)/.installed
+test: lint $(VENV)/.installed bench-smoke
 	@$(VENV)/bin/python -m tests.runner $(VENV)
 	@if [ -n "$(NEXT_PYTHON)" ]; then \
 		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
@@ -40,9 +40,9 @@ test: lint $(VENV)/.installed
 		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
 	fi
 
-# Django's own tests, on django.db.backends.postgresql and on aorm's backend:
-# fails if a test passing on the first does not pass on the second. Both
-# Django versions run even when the first one fails.
+# Django's own tests, per database (PostgreSQL, SQLite in memory) on Django's
+# backend and on aorm's: fails if a test passing on the first does not pass on
+# the second. Both Django versions run even when the first one fails.
 conformance: $(VENV)/.installed
 	@status=0; \
 	$(VENV)/bin/python -m conformance.run || status=1; \
@@ -75,3 +75,31 @@ demo: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(VENV_NEXT) build src/*.egg-info
+
+# `make bench`: aorm against its peers on PostgreSQL (bench/README.md), in a
+# virtual environment of its own (bench/.venv: Python 3.12+ for Django 6.x and
+# django-async-backend). `make bench QUICK=1`: a smoke run of a few seconds.
+# Contenders are installed one by one; one that fails is listed in
+# bench/.venv/install-failures.txt and reported as failed in the results.
+BENCH_PYTHON ?= $(or $(NEXT_PYTHON),$(PYTHON))
+BENCH_VENV := bench/.venv
+BENCH_CONTENDERS := asyncpg "django-async-backend[binary,pool]" "tortoise-orm[asyncpg]" "sqlalchemy[asyncio]"
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	rm -rf $(BENCH_VENV)
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -e ".[postgresql]" -r bench/requirements.txt
+	$(BENCH_VENV)/bin/pip freeze | grep -i '^django==' > $(BENCH_VENV)/constraints.txt
+	@for pkg in $(BENCH_CONTENDERS); do \
+		$(BENCH_VENV)/bin/pip install -q -c $(BENCH_VENV)/constraints.txt "$$pkg" \
+			|| echo "$$pkg" >> $(BENCH_VENV)/install-failures.txt; \
+	done
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
+
+# The quick benchmark as a test (bench/test_smoke.py), so that it never rots.
+bench-smoke: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pytest -q -p no:cacheprovider -c bench/pytest.ini bench

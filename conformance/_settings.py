@@ -1,11 +1,17 @@
-"""What both conformance settings share: Django's own test settings, two PostgreSQL aliases.
+"""What the conformance settings share: Django's own test settings, with two aliases.
 
-Django's ``tests/runtests.py`` needs the aliases ``default`` and ``other``. The
-test databases are named after the flavour (``stock`` or ``aorm``), the Django
-version and the checkout, so runs of other checkouts, of the other Django
-version and aorm's own test suite (``test_aorm``) never share a database on the
-server. The server is chosen as in ``tests/settings.py`` (``AORM_PGHOST``,
-``AORM_PGPORT``, ``AORM_PGUSER``).
+Django's ``tests/runtests.py`` needs the aliases ``default`` and ``other``.
+
+PostgreSQL: the test databases are named after the flavour (``stock`` or
+``aorm``), the Django version and the checkout, so runs of other checkouts, of
+the other Django version and aorm's own test suite (``test_aorm``) never share
+a database on the server. The server is chosen as in ``tests/settings.py``
+(``AORM_PGHOST``, ``AORM_PGPORT``, ``AORM_PGUSER``).
+
+SQLite: Django's defaults (``tests/test_sqlite.py``), for both flavours: no
+``NAME``, so each alias's test database is Django's shared-cache in-memory
+database (``file:memorydb_<alias>?mode=memory&cache=shared``), private to the
+run's processes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import django
 
 _CHECKOUT = hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:6]
 
+ALIASES = ("default", "other")
+
 
 def server() -> dict[str, str]:
     return {
@@ -30,14 +38,18 @@ def server() -> dict[str, str]:
 
 
 def test_database_prefix(flavour: str) -> str:
-    """Every test database of a run starts with this (Django adds ``_1``... for clones)."""
+    """What every PostgreSQL test database of a run starts with (clones add ``_1``...)."""
     version = "".join(str(part) for part in django.VERSION[:2])
     return f"conformance_{_CHECKOUT}_{flavour}_dj{version}_"
 
 
-def databases(engine: str, flavour: str) -> dict[str, dict[str, Any]]:
+def postgresql(engine: str, flavour: str) -> dict[str, dict[str, Any]]:
     prefix = test_database_prefix(flavour)
     return {
         alias: {"ENGINE": engine, **server(), "TEST": {"NAME": prefix + alias}}
-        for alias in ("default", "other")
+        for alias in ALIASES
     }
+
+
+def sqlite(engine: str) -> dict[str, dict[str, Any]]:
+    return {alias: {"ENGINE": engine} for alias in ALIASES}

@@ -1,25 +1,31 @@
-"""Run Django's own test suite on aorm's PostgreSQL backend and compare with Django's.
+"""Run Django's own test suite on aorm's backends and compare with Django's own.
 
-``python -m conformance.run [--refresh-baseline] [--parallel N] [LABEL...]``,
-from the checkout's root, with the interpreter of the virtualenv to test
-(``make conformance`` runs it for ``.venv`` and ``.venv-next``).
+``python -m conformance.run [--database postgresql|sqlite]... [--refresh-baseline]
+[--parallel N] [LABEL...]``, from the checkout's root, with the interpreter of
+the virtualenv to test (``make conformance`` runs it for ``.venv`` and
+``.venv-next``). Each database (default: both) is compared on its own:
+``django.db.backends.postgresql`` with ``aorm.backends.postgresql``, and
+``django.db.backends.sqlite3`` with ``aorm.backends.sqlite3`` (in-memory test
+databases, Django's defaults for its own test suite).
 
 1. The test suite of the installed Django version comes from its source
    distribution (``pip download --no-binary :all:``), cached in
    ``.conformance/``; only its ``tests/`` directory is extracted.
-2. The labels run on ``django.db.backends.postgresql``: the baseline. It is
-   cached per Django version, keyed by everything that can change it (labels,
-   Python and psycopg versions, the files of this package);
+2. The labels run on Django's backend: the baseline. It is cached per Django
+   version and database, keyed by everything that can change it (labels,
+   Python and driver versions, the files of this package);
    ``--refresh-baseline`` runs it again.
-3. The labels run on ``aorm.backends.postgresql``, with the ``aorm`` app
-   installed.
+3. The labels run on aorm's backend, with the ``aorm`` app installed.
 4. Every test that passes (or fails as expected) on Django's backend must do
    the same on aorm's. Any other outcome -- failure, error, skip, not run --
    is listed with its traceback, and the exit status is 1. Errors outside any
-   test (``setUpClass``...) that only aorm has are listed too.
+   test (``setUpClass``...) that only aorm has are listed too. A run that
+   crashes or times out makes the exit status 2; the other database still runs.
 
-Logs, outcomes (JSON) and the list of differences are left in
-``.conformance/`` for inspection.
+An unreachable PostgreSQL server is skipped with a message, as in
+``make test``; under CI (``CI=true``) it is a failure. Logs, outcomes (JSON)
+and the list of differences are left in ``.conformance/`` for inspection,
+named after the flavour, the database and the Django version.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -39,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +98,42 @@ INTENDED = {
     ),
 }
 
-FLAVOURS = {
-    "stock": ("conformance.settings_stock", [], "django.db.backends.postgresql.base"),
-    "aorm": ("conformance.settings_aorm", ["aorm"], "aorm.backends.postgresql.base"),
+
+@dataclass(frozen=True)
+class Flavour:
+    """One side of a comparison: a settings module, extra apps, the backend it must use."""
+
+    name: str  # "stock" or "aorm"
+    settings: str
+    apps: tuple[str, ...]
+    backend: str  # the module of the aliases' DatabaseWrapper
+
+    @property
+    def engine(self) -> str:
+        return self.backend.removesuffix(".base")
+
+
+def _flavours(database: str, stock: str, aorm: str) -> tuple[Flavour, Flavour]:
+    return (
+        Flavour("stock", f"conformance.settings_{database}_stock", (), f"{stock}.base"),
+        Flavour("aorm", f"conformance.settings_{database}_aorm", ("aorm",), f"{aorm}.base"),
+    )
+
+
+# Database -> (Django's backend: the baseline, aorm's backend), in the order they run.
+DATABASES = {
+    "postgresql": _flavours(
+        "postgresql", "django.db.backends.postgresql", "aorm.backends.postgresql"
+    ),
+    "sqlite": _flavours("sqlite", "django.db.backends.sqlite3", "aorm.backends.sqlite3"),
 }
 
 GOOD = {"passed", "expected_failure"}
 BAD = {"failed", "error", "unexpected_success"}
+
+
+class BrokenRun(Exception):
+    """A test run that crashed, timed out or did not use the backends it should."""
 
 
 def say(message: str) -> None:
@@ -130,19 +167,28 @@ def test_suite(version: str) -> Path:
 
 @contextlib.contextmanager
 def locked(version: str) -> Iterator[None]:
-    """One run per Django version and checkout at a time: they share test databases."""
+    """One run per Django version and checkout at a time: they share test databases and files."""
     with open(CACHE / f"lock-{version}", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
-def baseline_key(labels: list[str], parallel: int) -> str:
-    import psycopg
+def driver_version(database: str) -> str:
+    if database == "postgresql":
+        import psycopg
 
+        return f"psycopg {psycopg.__version__}"
+    import sqlite3
+
+    return f"SQLite {sqlite3.sqlite_version}"
+
+
+def baseline_key(database: str, labels: list[str], parallel: int) -> str:
     parts: list[Any] = [
+        database,
         django.get_version(),
         sys.version_info[:2],
-        psycopg.__version__,
+        driver_version(database),
         labels,
         parallel,
     ]
@@ -150,17 +196,37 @@ def baseline_key(labels: list[str], parallel: int) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
+def postgresql_address() -> tuple[str, int]:
+    from conformance._settings import server
+
+    params = server()
+    return params["HOST"], int(params["PORT"])
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def run_flavour(
-    flavour: str, tests_dir: Path, labels: list[str], parallel: int, timeout: int, output: Path
+    database: str,
+    flavour: Flavour,
+    tests_dir: Path,
+    labels: list[str],
+    parallel: int,
+    timeout: int,
+    output: Path,
 ) -> dict[str, Any]:
     """Run ``runtests.py`` for one flavour; return the runner's report."""
-    settings, apps, backend = FLAVOURS[flavour]
     log = output.with_suffix(".log")
     output.unlink(missing_ok=True)
     command = [sys.executable, "-m", "conformance.launch", str(tests_dir)]
-    for app in apps:
+    for app in flavour.apps:
         command += ["--with-app", app]
-    command += [f"--settings={settings}", "--noinput", f"--parallel={parallel}", *labels]
+    command += [f"--settings={flavour.settings}", "--noinput", f"--parallel={parallel}", *labels]
     env = {**os.environ, "AORM_CONFORMANCE_OUTPUT": str(output)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     started = time.monotonic()
@@ -180,28 +246,31 @@ def run_flavour(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             status = f"killed after {timeout}s"
-            drop_test_databases(flavour)
+            if database == "postgresql":
+                drop_test_databases(flavour.name)
     elapsed = time.monotonic() - started
     if not output.exists():
         tail = log.read_text().splitlines()[-40:]
-        say(f"{flavour}: the test run crashed ({status = }); end of {log.relative_to(ROOT)}:")
+        where = log.relative_to(ROOT)
+        say(f"{flavour.engine}: the test run crashed ({status = }); end of {where}:")
         print("\n".join(f"    {line}" for line in tail))
-        raise SystemExit(2)
+        raise BrokenRun(flavour.engine)
     report: dict[str, Any] = json.loads(output.read_text())
     setup = report["setup"]
     problems = [
-        f"alias {alias!r} uses {module}, expected {backend}"
+        f"alias {alias!r} uses {module}, expected {flavour.backend}"
         for alias, module in setup["backends"].items()
-        if module != backend
+        if module != flavour.backend
     ]
     routed = setup["queryset_sync_to_async"] != "asgiref.sync"
-    if flavour == "aorm" and ("aorm" not in setup["installed_apps"] or not routed):
+    installed = "aorm" in setup["installed_apps"]
+    if flavour.apps and (not installed or not routed):
         problems.append("the aorm app is not installed, or its routing is not in place")
-    if flavour == "stock" and ("aorm" in setup["installed_apps"] or routed):
+    if not flavour.apps and (installed or routed):
         problems.append("aorm is installed in the baseline run")
     if problems:
-        say(f"{flavour}: misconfigured run: " + "; ".join(problems))
-        raise SystemExit(2)
+        say(f"{flavour.engine}: misconfigured run: " + "; ".join(problems))
+        raise BrokenRun(flavour.engine)
     report["elapsed"] = elapsed
     output.write_text(json.dumps(report, indent=1, sort_keys=True))
     return report
@@ -263,9 +332,66 @@ def excerpt(detail: str, lines: int) -> str:
     return "\n".join(f"      {line}" for line in text)
 
 
+def compare(database: str, tests_dir: Path, options: argparse.Namespace) -> int:
+    """Run one database's two flavours and list the differences: the exit status (0, 1)."""
+    version = django.get_version()
+    stock_flavour, aorm_flavour = DATABASES[database]
+    stock_name, aorm_name = stock_flavour.engine, aorm_flavour.engine
+    started = time.monotonic()
+    run = (tests_dir, options.labels, options.parallel, options.timeout)
+
+    key = baseline_key(database, options.labels, options.parallel)
+    baseline = CACHE / f"stock-{database}-{version}-{key}.json"
+    if baseline.exists() and not options.refresh_baseline:
+        stock = json.loads(baseline.read_text())
+        say(f"{stock_name}: {summary(stock)} (cached {baseline.name})")
+    else:
+        say(f"{stock_name}: running {len(options.labels)} labels")
+        stock = run_flavour(database, stock_flavour, *run, baseline)
+        say(f"{stock_name}: {summary(stock)}")
+
+    say(f"{aorm_name}: running {len(options.labels)} labels")
+    aorm = run_flavour(database, aorm_flavour, *run, CACHE / f"aorm-{database}-{version}.json")
+    say(f"{aorm_name}: {summary(aorm)}")
+
+    broken = sum(entry["outcome"] in BAD for entry in stock["outcomes"].values())
+    if broken:
+        say(f"{database}: note: {broken} tests fail on {stock_name} too; they are not compared")
+    found = differences(stock["outcomes"], aorm["outcomes"])
+    report_path = CACHE / f"differences-{database}-{version}.txt"
+    lines = [
+        f"{test_id}: {expected} on {stock_name}, {actual} on {aorm_name}\n{detail}"
+        for test_id, expected, actual, detail in found
+    ]
+    report_path.write_text("\n\n".join(lines) + "\n" if lines else "")
+    elapsed = time.monotonic() - started
+    if not found:
+        say(
+            f"{database}: OK: no test passes on {stock_name}"
+            f" but not on {aorm_name} ({elapsed:.0f}s)"
+        )
+        return 0
+    say(
+        f"{database}: FAILED: {len(found)} tests pass on {stock_name}"
+        f" but not on {aorm_name} ({elapsed:.0f}s):"
+    )
+    for test_id, expected, actual, detail in found:
+        print(f"  {test_id}: {expected} -> {actual}")
+        if detail:
+            print(excerpt(detail, options.traceback_lines))
+    print(f"  full tracebacks: {report_path.relative_to(ROOT)}, logs: .conformance/*.log")
+    return 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labels", nargs="*", default=LABELS, help="Django test labels")
+    parser.add_argument(
+        "--database",
+        action="append",
+        choices=list(DATABASES),
+        help="database to compare, repeatable (default: all)",
+    )
     parser.add_argument("--parallel", type=int, default=2, help="test processes (default 2)")
     parser.add_argument(
         "--timeout", type=int, default=900, help="seconds per test run (default 900)"
@@ -277,55 +403,26 @@ def main() -> int:
         "--traceback-lines", type=int, default=12, help="lines of traceback shown (0: all)"
     )
     options = parser.parse_args()
+    databases = [name for name in DATABASES if name in (options.database or DATABASES)]
 
     CACHE.mkdir(exist_ok=True)
     version = django.get_version()
-    started = time.monotonic()
+    status = 0
     with locked(version):
         tests_dir = test_suite(version)
-        key = baseline_key(options.labels, options.parallel)
-        baseline = CACHE / f"stock-{version}-{key}.json"
-        if baseline.exists() and not options.refresh_baseline:
-            stock = json.loads(baseline.read_text())
-            say(f"django.db.backends.postgresql: {summary(stock)} (cached {baseline.name})")
-        else:
-            say(f"django.db.backends.postgresql: running {len(options.labels)} labels")
-            stock = run_flavour(
-                "stock", tests_dir, options.labels, options.parallel, options.timeout, baseline
-            )
-            say(f"django.db.backends.postgresql: {summary(stock)}")
-
-        say(f"aorm.backends.postgresql: running {len(options.labels)} labels")
-        aorm_output = CACHE / f"aorm-{version}.json"
-        aorm = run_flavour(
-            "aorm", tests_dir, options.labels, options.parallel, options.timeout, aorm_output
-        )
-        say(f"aorm.backends.postgresql: {summary(aorm)}")
-
-    broken = sum(entry["outcome"] in BAD for entry in stock["outcomes"].values())
-    if broken:
-        say(f"note: {broken} tests fail on Django's own backend too; they are not compared")
-    found = differences(stock["outcomes"], aorm["outcomes"])
-    report_path = CACHE / f"differences-{version}.txt"
-    lines = [
-        f"{test_id}: {expected} on django.db.backends.postgresql, {actual} on aorm\n{detail}"
-        for test_id, expected, actual, detail in found
-    ]
-    report_path.write_text("\n\n".join(lines) + "\n" if lines else "")
-    elapsed = time.monotonic() - started
-    if not found:
-        say(f"OK: no test passes on Django's backend but not on aorm's ({elapsed:.0f}s)")
-        return 0
-    say(
-        f"FAILED: {len(found)} tests pass on django.db.backends.postgresql"
-        f" but not on aorm.backends.postgresql ({elapsed:.0f}s):"
-    )
-    for test_id, expected, actual, detail in found:
-        print(f"  {test_id}: {expected} -> {actual}")
-        if detail:
-            print(excerpt(detail, options.traceback_lines))
-    print(f"  full tracebacks: {report_path.relative_to(ROOT)}, logs: .conformance/*.log")
-    return 1
+        for database in databases:
+            if database == "postgresql" and not reachable(*postgresql_address()):
+                host, port = postgresql_address()
+                say(f"{database}: not reachable at {host}:{port}, skipped")
+                if os.environ.get("CI") == "true":
+                    status = max(status, 2)
+                continue
+            try:
+                status = max(status, compare(database, tests_dir, options))
+            except BrokenRun:
+                say(f"{database}: FAILED: the comparison could not be made")
+                status = 2
+    return status
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ The ``aorm`` app itself is added to the always-installed apps by
 
 from test_sqlite import *  # type: ignore[import-not-found]  # noqa: F403
 
-from conformance._settings import databases
+from conformance._settings import postgresql
 
-DATABASES = databases("aorm.backends.postgresql", "aorm")
+DATABASES = postgresql("aorm.backends.postgresql", "aorm")
 TEST_RUNNER = "conformance.runner.ConformanceRunner"

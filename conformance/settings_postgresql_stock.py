@@ -2,7 +2,7 @@
 
 from test_sqlite import *  # type: ignore[import-not-found]  # noqa: F403
 
-from conformance._settings import databases
+from conformance._settings import postgresql
 
-DATABASES = databases("django.db.backends.postgresql", "stock")
+DATABASES = postgresql("django.db.backends.postgresql", "stock")
 TEST_RUNNER = "conformance.runner.ConformanceRunner"

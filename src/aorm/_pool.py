@@ -140,7 +140,9 @@ class AsyncPool(Generic[C]):
             woken = True  # a slot was freed for us: open a connection
 
     def _pending_waiters(self) -> bool:
-        return any(not waiter.done() for waiter in self._waiters)
+        while self._waiters and self._waiters[0].done():  # served, timed out or cancelled
+            self._waiters.popleft()
+        return bool(self._waiters)
 
     def _hand_over(self, conn: C | None) -> None:
         """Give a clean connection (or, with None, a free slot) to the first waiter."""

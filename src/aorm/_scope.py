@@ -39,8 +39,9 @@ from django.db import connections
 from django.db.transaction import TransactionManagementError
 from django.db.utils import load_backend
 
-from aorm import bridge
+from aorm import _loops, bridge
 from aorm._loops import loop_running
+from aorm._pool import pool_key
 from aorm.backends.base import sync_transactions
 
 __all__ = ["Block", "Scope", "Transaction", "install", "native_aliases", "run"]
@@ -184,7 +185,11 @@ class _ScopedStorage:
                 try:
                     return wrappers[alias]
                 except KeyError:
-                    raise AttributeError(alias) from None
+                    parked = _take_parked(alias)
+                    if parked is None:
+                        raise AttributeError(alias) from None  # Django builds one
+                    wrappers[alias] = parked
+                    return parked
             if loop_running():
                 # transaction.on_commit(), set_rollback(), a test's assertNumQueries()...
                 # called from async code inside a transaction: that transaction's wrapper.
@@ -213,12 +218,31 @@ def install() -> None:
         connections._connections = _ScopedStorage(connections._connections)
 
 
+def _take_parked(alias: str) -> Any:
+    """A wrapper parked with a pooled connection of the running loop, if the backend parks."""
+    take = getattr(_loops.for_running_loop().find(pool_key(alias)), "take_parked", None)
+    return None if take is None else take()
+
+
+def detach(alias: str) -> None:
+    """The running operation no longer holds ``alias``'s wrapper (its transaction ended)."""
+    wrappers = _operation.get()
+    if wrappers is not None:
+        wrappers.pop(alias, None)
+
+
+def give_back(wrapper: Any) -> None:
+    """An operation or a transaction is done with ``wrapper``: park it, or close it."""
+    if not wrapper.aorm_park():
+        wrapper.close()
+
+
 def _release(wrappers: dict[str, Any]) -> None:
-    """Close the operation's own wrappers: their connections go back to the pool."""
+    """Give the operation's own wrappers back: their connections return to the pool."""
     errors: list[BaseException] = []
     for wrapper in wrappers.values():
         try:
-            wrapper.close()
+            give_back(wrapper)
         except BaseException as exc:  # CancelledError too: close the others first
             errors.append(exc)
     wrappers.clear()

@@ -68,7 +68,8 @@ def _end_block(atomic: Atomic, block: _scope.Block, exc_info: tuple[Any, Any, An
         if block.parent is None:
             wrapper, transaction.wrapper = transaction.wrapper, None
             if wrapper is not None:
-                wrapper.close()
+                _scope.detach(transaction.alias)
+                _scope.give_back(wrapper)
 
 
 def _own_blocks(atomic: Atomic) -> list[tuple[_scope.Block, Any]]:

@@ -99,6 +99,29 @@ class BridgedDatabaseWrapper:
             if _is_guarded(getattr(cls, name, None)):
                 setattr(cls, name, _let_bridge_through(name))
 
+    def aorm_park(self) -> bool:
+        """At the end of an operation: keep this wrapper, connected, for the next one.
+
+        Building a DatabaseWrapper and running Django's connection setup costs
+        about as much as the query itself; a backend that pools connections
+        parks the wrapper with its connection instead of closing it. Only a
+        wrapper in Django's pristine state is parked.
+        """
+        return False
+
+    def aorm_pristine(self) -> bool:
+        """Connected, in autocommit, no transaction, savepoint, hook or error left behind."""
+        return bool(
+            self.connection is not None  # type: ignore[attr-defined]
+            and self.autocommit  # type: ignore[attr-defined]
+            and not self.in_atomic_block  # type: ignore[attr-defined]
+            and not self.needs_rollback  # type: ignore[attr-defined]
+            and not self.savepoint_ids  # type: ignore[attr-defined]
+            and not self.run_on_commit  # type: ignore[attr-defined]
+            and not self.errors_occurred  # type: ignore[attr-defined]
+            and not self.closed_in_transaction  # type: ignore[attr-defined]
+        )
+
     def on_commit(self, func: Any, robust: bool = False) -> None:
         if inspect.iscoroutinefunction(func):
             from aorm._transaction import sync_callback

@@ -49,6 +49,13 @@ class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper)
             options.setdefault("check", check_connection)
         return Pooled(self.alias, connect_kwargs, self._configure_connection, options)
 
+    def aorm_park(self) -> bool:
+        pooled = getattr(self.connection, "_pool", None)
+        if not isinstance(pooled, Pooled) or not in_bridge() or not self.aorm_pristine():
+            return False
+        pooled.park(self)
+        return True
+
     def close_pool(self) -> None:
         # Async pools of every loop are dropped (new settings, new pools); each
         # is closed on its own loop.

@@ -71,6 +71,7 @@ class Connection(psycopg.Connection[Any]):
         self._autocommit = source.autocommit
         self.prepare_threshold = source.prepare_threshold
         self.configured = False  # Django's per-connection setup ran
+        self.parked: Any = None  # the DatabaseWrapper kept with it between operations
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         if not in_bridge():
@@ -133,6 +134,20 @@ class Pooled:
     def putconn(self, face: Connection) -> None:
         await_(self.pool.release(face))
 
+    def park(self, wrapper: Any) -> None:
+        """Give the wrapper's connection back with the wrapper riding along."""
+        face = wrapper.connection
+        face.parked = wrapper
+        await_(self.pool.release(face))
+
+    def take_parked(self) -> Any:
+        """A parked wrapper, connected and pristine, or None (Django then builds one)."""
+        face = await_(self.pool.acquire())
+        wrapper, face.parked = face.parked, None
+        if wrapper is None:
+            await_(self.pool.release(face))
+        return wrapper
+
     async def aclose(self) -> None:
         await self.pool.aclose()
 
@@ -168,6 +183,7 @@ class Unpooled:
 
 
 async def _close(face: Connection) -> None:
+    face.parked = None
     await face.async_connection.close()
 
 

@@ -1,0 +1,1 @@
+"""aorm's benchmark against its peers: ``make bench`` (see bench/README.md)."""

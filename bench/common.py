@@ -1,0 +1,140 @@
+"""What every part of the benchmark agrees on: the database, the table, the SQL, the sizes.
+
+The driver (``bench/run.py``) and the worker subprocesses (``bench/worker.py``)
+import this module; the worker gets the sizes as JSON on its command line, so
+a quick run and a full run use exactly the same code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+HOST = os.environ.get("BENCH_PGHOST", "127.0.0.1")
+PORT = int(os.environ.get("BENCH_PGPORT", "5432"))
+USER = os.environ.get("BENCH_PGUSER", "postgres")
+DBNAME = os.environ.get("BENCH_DB", "aorm_bench")
+
+# Every contender that pools gets a pool of this size (min = max: no
+# connection is opened inside a timed section, after the warm-up).
+POOL_SIZE = int(os.environ.get("BENCH_POOL_SIZE", "10"))
+
+TABLE = "bench_student"  # workloads A-E: `rows` students
+WEB_TABLE = "bench_web_student"  # workload F: the seeds' views, WEB_ROWS students
+WEB_ROWS = 100
+
+# The same SQL shape for every contender. ORMs generate their own spelling of
+# it (Django adds LIMIT 21 to get(), Tortoise LIMIT 2); raw drivers send these.
+SQL_GET = f"SELECT id, name, age FROM {TABLE} WHERE id = %s"
+SQL_LIST = f"SELECT id, name, age FROM {TABLE} WHERE id >= %s ORDER BY id LIMIT 100"
+SQL_CREATE = f"INSERT INTO {TABLE} (name, age) VALUES (%s, %s) RETURNING id"
+# Workload E: the same get, and the server waits 2 ms before answering.
+WAIT_FUNCTION = "bench_wait()"
+SQL_GET_WAIT = f"SELECT id, name, age, {WAIT_FUNCTION} FROM {TABLE} WHERE id = %s"
+
+SCHEMA = f"""
+CREATE TABLE {TABLE} (
+    id bigserial PRIMARY KEY,
+    name varchar(100) NOT NULL,
+    age integer NOT NULL
+);
+CREATE TABLE {WEB_TABLE} (
+    id bigserial PRIMARY KEY,
+    name varchar(100) NOT NULL,
+    age integer NOT NULL
+);
+-- 2 ms of server-side waiting per call, returning true: used in the SELECT
+-- list of workload E's get, so it runs once per returned row.
+CREATE FUNCTION bench_wait() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_sleep(0.002);
+    RETURN true;
+END $$;
+"""
+
+
+def dsn(dbname: str = DBNAME) -> str:
+    return f"host={HOST} port={PORT} user={USER} dbname={dbname}"
+
+
+def asyncpg_url(scheme: str = "postgresql") -> str:
+    return f"{scheme}://{USER}@{HOST}:{PORT}/{DBNAME}"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work one run does. ``FULL`` is ``make bench``; ``QUICK`` the smoke run."""
+
+    rows: int  # students in bench_student
+    rounds: int  # interleaved rounds of workloads A-E
+    request_ops: int  # operations per simulated request (A, C, D; and per task in B, E)
+    a_ops: int  # A: sequential gets
+    b_tasks: int  # B and E: concurrent tasks, each one request of request_ops gets
+    c_ops: int  # C: 100-row list queries
+    d_ops: int  # D: single-row creates
+    warmup_fraction: float  # untimed warm-up run before each timed one, as a share of it
+    f_rounds: int  # rounds of workload F
+    f_requests: int  # F: timed HTTP requests per view per server
+    f_warmup: int  # F: untimed requests first
+    f_concurrency: int  # F: requests in flight
+    worker_timeout: float  # seconds before a contender's subprocess is killed
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+FULL = Sizes(
+    rows=10_000,
+    rounds=5,
+    request_ops=20,
+    a_ops=2000,
+    b_tasks=100,
+    c_ops=300,
+    d_ops=1000,
+    warmup_fraction=0.15,
+    f_rounds=3,
+    f_requests=2000,
+    f_warmup=300,
+    f_concurrency=100,
+    worker_timeout=240,
+)
+
+QUICK = Sizes(
+    rows=1000,
+    rounds=1,
+    request_ops=5,
+    a_ops=100,
+    b_tasks=20,
+    c_ops=20,
+    d_ops=50,
+    warmup_fraction=0.2,
+    f_rounds=1,
+    f_requests=200,
+    f_warmup=50,
+    f_concurrency=20,
+    worker_timeout=60,
+)
+
+# The contenders of workloads A-E, in the order of the output table.
+CONTENDERS = [
+    "raw-psycopg",
+    "raw-asyncpg",
+    "django-stock",
+    "aorm",
+    "django-async-backend",
+    "tortoise",
+    "sqlalchemy",
+]
+REFERENCE = "django-stock"
+
+WORKLOADS = {
+    "A": "get by pk, sequential",
+    "B": "get by pk, {tasks} tasks x {ops} concurrent",
+    "C": "100-row list, hydrated",
+    "D": "single-row create",
+    "E": "B with 2 ms server wait per query",
+}
+
+# Workload F: the seeds' views served by uvicorn, aorm against stock Django.
+WEB_CONTENDERS = ["django-stock", "aorm"]
+WEB_VIEWS = {"student_list": "/students/", "example_view": "/example/"}

@@ -1,0 +1,71 @@
+"""Tortoise ORM on asyncpg (its default PostgreSQL client), its pool of POOL_SIZE."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tortoise import Tortoise, fields
+from tortoise.expressions import RawSQL
+from tortoise.models import Model
+
+from bench import common
+
+
+class Student(Model):
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=100)
+    age = fields.IntField()
+
+    class Meta:
+        table = common.TABLE
+
+
+class Contender:
+    description = "Tortoise ORM, asyncpg client"
+
+    async def setup(self) -> None:
+        await Tortoise.init(
+            config={
+                "connections": {
+                    "default": {
+                        "engine": "tortoise.backends.asyncpg",
+                        "credentials": {
+                            "host": common.HOST,
+                            "port": common.PORT,
+                            "user": common.USER,
+                            "password": "",
+                            "database": common.DBNAME,
+                            "minsize": common.POOL_SIZE,
+                            "maxsize": common.POOL_SIZE,
+                        },
+                    }
+                },
+                "apps": {"bench": {"models": [__name__]}},
+            }
+        )
+
+    async def teardown(self) -> None:
+        await Tortoise.close_connections()
+
+    @contextlib.asynccontextmanager
+    async def request(self) -> AsyncIterator[None]:
+        yield None
+
+    async def get(self, ctx: None, pk: int) -> Any:
+        return await Student.get(id=pk)
+
+    async def get_wait(self, ctx: None, pk: int) -> Any:
+        return await Student.annotate(wait=RawSQL(common.WAIT_FUNCTION)).get(id=pk)
+
+    async def list100(self, ctx: None, start: int) -> list[Any]:
+        return await Student.filter(id__gte=start).order_by("id").limit(100)
+
+    async def create(self, ctx: None, name: str, age: int) -> int:
+        return int((await Student.create(name=name, age=age)).id)
+
+    def versions(self) -> dict[str, str]:
+        from importlib.metadata import version
+
+        return {"tortoise-orm": version("tortoise-orm"), "asyncpg": version("asyncpg")}

@@ -1,0 +1,1 @@
+"""The Student model of workloads A-E, for the Django-based contenders."""

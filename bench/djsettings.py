@@ -1,0 +1,44 @@
+"""Django settings for the Django-based contenders; ``BENCH_DJANGO`` picks the backend.
+
+One settings module, one process per contender: only ``ENGINE`` and
+``INSTALLED_APPS`` differ between stock Django, aorm and django-async-backend.
+Every one gets the same pool (``OPTIONS["pool"]``, min = max = POOL_SIZE).
+"""
+
+import os
+
+from bench import common
+
+MODE = os.environ.get("BENCH_DJANGO", "stock")
+_ENGINES = {
+    "stock": ("django.db.backends.postgresql", []),
+    "aorm": ("aorm.backends.postgresql", ["aorm"]),
+    "dab": ("django_async_backend.db.backends.postgresql", ["django_async_backend"]),
+}
+_engine, _apps = _ENGINES[MODE]
+
+SECRET_KEY = "aorm-bench"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = [*_apps, "bench.djapp", "bench.webapp"]
+# No middleware: workload F measures the ORM under Django's ASGI handler, not
+# middleware (the same for both servers anyway).
+MIDDLEWARE: list[str] = []
+ROOT_URLCONF = "bench.webapp.urls"
+DATABASES = {
+    "default": {
+        "ENGINE": _engine,
+        "NAME": common.DBNAME,
+        "USER": common.USER,
+        "HOST": common.HOST,
+        "PORT": str(common.PORT),
+        "OPTIONS": {
+            "pool": {"min_size": common.POOL_SIZE, "max_size": common.POOL_SIZE, "timeout": 30}
+        },
+    }
+}
+# django-async-backend warns that pools are unsafe under WSGI; we run under asyncio only.
+ASYNC_BACKEND_DISABLE_POOL_WARNING = True

@@ -1,0 +1,234 @@
+"""results.md and results.png from the results ``bench/run.py`` collected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench import common
+
+LABELS = {
+    "raw-psycopg": "raw psycopg (tuples)",
+    "raw-asyncpg": "raw asyncpg (tuples)",
+    "django-stock": "Django stock async",
+    "aorm": "**aorm**",
+    "django-async-backend": "django-async-backend",
+    "tortoise": "Tortoise ORM (asyncpg)",
+    "sqlalchemy": "SQLAlchemy 2 asyncio (asyncpg)",
+}
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def _short(error: str, limit: int = 60) -> str:
+    error = error.replace("|", "/").replace("\n", " ")
+    return error if len(error) <= limit else error[: limit - 1] + "…"
+
+
+def _workload_titles(sizes: dict[str, Any]) -> dict[str, str]:
+    return {
+        key: title.format(tasks=sizes["b_tasks"], ops=sizes["request_ops"])
+        for key, title in common.WORKLOADS.items()
+    }
+
+
+def _micro_tables(results: dict[str, Any], titles: dict[str, str], notes: list[str]) -> list[str]:
+    summary, rounds = results["summary"], results["sizes"]["rounds"]
+    lines = [
+        "",
+        f"## Workloads A-E: operations per second (median of {rounds} round(s), [min-max])",
+        "",
+        "| contender | " + " | ".join(f"{k}: {t}" for k, t in titles.items()) + " |",
+        "|---|" + "---:|" * len(titles),
+    ]
+    for name in results["contenders"]:
+        cells = []
+        for key in titles:
+            entry = summary[name].get(key, {})
+            if "ops_per_s" in entry:
+                s = entry["ops_per_s"]
+                cell = f"{_n(s['median'])} [{_n(s['min'])}-{_n(s['max'])}]"
+                if s["n"] < rounds:
+                    cell += f" ({rounds - s['n']} failed)"
+            else:
+                error = (entry.get("errors") or summary[name]["errors"] or ["no result"])[0]
+                cell = f"FAILED: {_short(error)}"
+            cells.append(cell)
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+        for error in summary[name]["errors"]:
+            notes.append(f"- {name}: {error}")
+        for key in titles:
+            for error in summary[name].get(key, {}).get("errors", []):
+                notes.append(f"- {name}, workload {key}: {error}")
+
+    lines += [
+        "",
+        "## Ratio to stock Django async (median of per-round ratios; > 1 is faster)",
+        "",
+        "| contender | " + " | ".join(titles) + " |",
+        "|---|" + "---:|" * len(titles),
+    ]
+    for name in results["contenders"]:
+        cells = []
+        for key in titles:
+            ratio = summary[name].get(key, {}).get("ratio")
+            cells.append(f"{ratio:.2f}x" if ratio is not None else "n/a")
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+
+    lines += [
+        "",
+        "## Client CPU per operation (µs, median; all threads of the contender's process)",
+        "",
+        "| contender | " + " | ".join(titles) + " |",
+        "|---|" + "---:|" * len(titles),
+    ]
+    for name in results["contenders"]:
+        cells = []
+        for key in titles:
+            cpu = summary[name].get(key, {}).get("cpu_us_per_op")
+            cells.append(f"{cpu:,.0f}" if cpu is not None else "n/a")
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta, sizes = results["meta"], results["sizes"]
+    m = meta["machine"]
+    v = meta["versions"]
+    titles = _workload_titles(sizes)
+    rounds = sizes["rounds"]
+    lines = [
+        "# aorm benchmark: aorm against its peers",
+        "",
+        f"{meta['mode']} run, {meta['date']}, {meta['seconds']:.0f} s. Produced by `make bench`"
+        + (" QUICK=1" if meta["mode"] == "quick" else "")
+        + "; see bench/README.md for what is measured and how.",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}; "
+        f"load average {m['load_average_at_start']} at start, {meta.get('load_average_at_end', '?')} at end "
+        "(the machine is shared)",
+        f"- PostgreSQL {meta['postgresql']}, database {meta['database']}, loopback TCP",
+        f"- Python {m['python']}; Django {v['Django']}; aorm (django-aorm) {v['django-aorm']} with greenlet {v['greenlet']}; "
+        f"psycopg {v['psycopg']} (binary {v['psycopg-binary']}), psycopg_pool {v['psycopg-pool']}; "
+        f"asyncpg {v['asyncpg']}; django-async-backend {v['django-async-backend']}; "
+        f"Tortoise ORM {v['tortoise-orm']}; SQLAlchemy {v['SQLAlchemy']}; asgiref {v['asgiref']}; "
+        f"uvicorn {v['uvicorn']} (HTTP: {meta.get('uvicorn_http', 'httptools')}, httptools {v['httptools']}; asyncio loop)",
+        f"- Pools: {meta['pool_size']} connections (min = max) for every contender",
+        f"- A-E: {sizes['rows']:,} rows; {rounds} interleaved round(s), contender order rotated each round, "
+        f"each contender in a fresh process; {sizes['request_ops']} operations per simulated request; "
+        f"A {sizes['a_ops']:,} gets, B and E {sizes['b_tasks']} tasks x {sizes['request_ops']} gets, "
+        f"C {sizes['c_ops']:,} lists, D {sizes['d_ops']:,} creates, each after an untimed warm-up of "
+        f"{sizes['warmup_fraction']:.0%}",
+    ]
+    if not results["contenders"]:
+        lines.pop()  # workload F only
+    if meta.get("install_failures"):
+        lines.append(f"- **Failed to install:** {', '.join(meta['install_failures'])}")
+    notes: list[str] = []
+    if results["contenders"]:
+        lines += _micro_tables(results, titles, notes)
+    web = results.get("web_summary") or {}
+    if web:
+        lines += [
+            "",
+            f"## Workload F: the seeds' views under uvicorn, {sizes['f_concurrency']} concurrent "
+            f"keep-alive clients (median of {sizes['f_rounds']} round(s) of {sizes['f_requests']:,} requests)",
+            "",
+            "| server | view | requests/s [min-max] | x stock | p50 ms | p99 ms | peak RSS MiB |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for name in common.WEB_CONTENDERS:
+            for view in common.WEB_VIEWS:
+                entry = web[name][view]
+                if "requests_per_s" in entry:
+                    s = entry["requests_per_s"]
+                    ratio = f"{entry['ratio']:.2f}x" if "ratio" in entry else "n/a"
+                    lines.append(
+                        f"| {LABELS.get(name, name)} | {view} | {_n(s['median'])} [{_n(s['min'])}-{_n(s['max'])}] "
+                        f"| {ratio} | {entry['p50_ms']:.1f} | {entry['p99_ms']:.1f} | {entry['peak_rss_mib']:.0f} |"
+                    )
+                else:
+                    lines.append(f"| {LABELS.get(name, name)} | {view} | FAILED | | | | |")
+                for error in entry.get("errors", []):
+                    notes.append(f"- F {name} {view}: {error}")
+    if notes:
+        lines += ["", "## Failures", "", *notes]
+    lines += ["", "Contenders:", ""]
+    for name in results["contenders"]:
+        lines.append(f"- {name}: {results['descriptions'].get(name) or 'did not start'}")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary, sizes = results["summary"], results["sizes"]
+    contenders = results["contenders"]
+    titles = _workload_titles(sizes) if contenders else {}
+    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(common.CONTENDERS)}
+    web = results.get("web_summary") or {}
+    panels = len(titles) + (1 if web else 0)
+    columns = 3
+    rows = (panels + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(16, 5 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+
+    def bars(
+        ax: Any, labels: list[str], entries: list[dict[str, float] | None], colors: list[Any]
+    ) -> None:
+        xs = list(range(len(labels)))
+        medians = [e["median"] if e else 0.0 for e in entries]
+        low = [e["median"] - e["min"] if e else 0.0 for e in entries]
+        high = [e["max"] - e["median"] if e else 0.0 for e in entries]
+        ax.bar(xs, medians, color=colors, yerr=[low, high], capsize=3)
+        present = [m for m in medians if m > 0]
+        if present and max(present) / min(present) > 12:
+            ax.set_yscale("log")
+        for x, m, e in zip(xs, medians, entries, strict=True):
+            ax.text(
+                x,
+                m if m > 0 else 1,
+                _n(m) if e else "failed",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_xticks(xs, labels, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+
+    for ax, (key, title) in zip(flat, titles.items(), strict=False):
+        entries = [summary[name].get(key, {}).get("ops_per_s") for name in contenders]
+        bars(ax, contenders, entries, [colours[name] for name in contenders])
+        ax.set_title(f"{key}: {title}", fontsize=10)
+        ax.set_ylabel("operations/s (median, min-max)")
+    if web:
+        ax = flat[len(titles)]
+        labels, entries, colors = [], [], []
+        for view in common.WEB_VIEWS:
+            for name in common.WEB_CONTENDERS:
+                labels.append(f"{name}\n{view}")
+                entries.append(web[name][view].get("requests_per_s"))
+                colors.append(colours[name])
+        bars(ax, labels, entries, colors)
+        ax.set_title(
+            f"F: seeds' views under uvicorn, {sizes['f_concurrency']} concurrent", fontsize=10
+        )
+        ax.set_ylabel("requests/s (median, min-max)")
+    for ax in flat[panels:]:
+        ax.axis("off")
+    meta = results["meta"]
+    fig.suptitle(
+        f"aorm vs peers on PostgreSQL {meta['postgresql']} — {meta['machine']['cpu']}, "
+        f"{meta['machine']['cores']} cores, pools of {meta['pool_size']} ({meta['mode']} run)",
+        fontsize=12,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
