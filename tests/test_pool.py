@@ -22,18 +22,19 @@ async def test_an_operation_borrows_a_connection_for_its_own_duration() -> None:
 
 
 async def test_a_task_awaiting_something_else_holds_no_connection() -> None:
-    seen: list[int] = []
+    awaiting, go_on = asyncio.Event(), asyncio.Event()
 
     async def request() -> None:
         await Student.objects.acreate(name="a", age=1)
-        await asyncio.sleep(0.05)  # an HTTP call, say
+        awaiting.set()
+        await go_on.wait()  # an HTTP call, say
         await Student.objects.acount()
 
     task = asyncio.create_task(request())
-    await asyncio.sleep(0.02)
-    seen.append(aorm.pool_stats().in_use)
+    await awaiting.wait()
+    assert aorm.pool_stats().in_use == 0
+    go_on.set()
     await task
-    assert seen == [0]
 
 
 async def test_a_transaction_holds_its_connection_until_it_ends() -> None:
@@ -50,11 +51,12 @@ async def test_concurrent_operations_use_separate_connections() -> None:
         from django.db import connection
 
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(0.2)")
+            cursor.execute("SELECT pg_sleep(1)")
 
     tasks = [asyncio.create_task(aorm.run(slow)) for _ in range(4)]
-    await asyncio.sleep(0.1)
-    assert aorm.pool_stats().in_use == 4
+    async with asyncio.timeout(0.9):  # all four at once, before the first sleep ends
+        while aorm.pool_stats().in_use < 4:
+            await asyncio.sleep(0.01)
     await asyncio.gather(*tasks)
     assert aorm.pool_stats().in_use == 0
 

@@ -320,7 +320,7 @@ async def test_gather_outside_a_transaction_runs_in_parallel() -> None:
     loop = asyncio.get_running_loop()
     start = loop.time()
     await asyncio.gather(*(aorm.run(sleep) for _ in range(6)))
-    assert loop.time() - start < 1.2  # one after the other would take 1.8 s
+    assert loop.time() - start < 1.5  # one after the other would take 1.8 s
 
 
 @override_settings(ROOT_URLCONF="tests.app.urls")

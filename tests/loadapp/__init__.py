@@ -1,0 +1,1 @@
+"""The project the ASGI load test serves: tests.settings, a small pool, instrumented views."""
