@@ -27,10 +27,12 @@ not aorm's PoolTimeout) caused by psycopg's ``OperationalError`` saying
 connection unexpectedly". Any other line (a traceback, a warning, including
 ResourceWarning: the server runs with ``-W default``) fails the test.
 
-The pool tests run in process, on an alias with a two-connection pool:
-exhaustion raises :class:`aorm.PoolTimeout` after the pool's timeout, naming
-the alias, the size and the connections in use; waiters are served in turn,
-including when one is cancelled after being served.
+The pool tests run in process, on aliases with small pools: exhaustion raises
+:class:`aorm.PoolTimeout` after the pool's timeout, naming the alias, the size
+and the connections in use, and a released connection then serves a waiter;
+waiters are served in turn, even when one is cancelled after being served or
+when the releasing tasks ask again at once; a task cancelled while the pool
+health-checks the connection it is about to get loses no connection.
 """
 
 from __future__ import annotations
@@ -142,7 +144,7 @@ def asgi_server(kind: str) -> Iterator[Server]:
     environ.pop("PYTHONWARNINGS", None)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
-            _command(kind, port), cwd=ROOT, env=environ, stdout=out, stderr=err
+            _command(kind, port), cwd=ROOT, env=environ, stdout=out, stderr=err, text=True
         )
         try:
             try:
@@ -448,30 +450,64 @@ def test_a_view_awaiting_between_queries_holds_no_connection(kind: str) -> None:
     assert server.lines_of_stderr() == ([], []), server.stderr
 
 
-# Pool exhaustion, in process.
+# The pool, in process.
 
 SMALL_POOL = "small_pool"
+CHECKED_POOL = "checked_pool"
+
+
+class GatedCheck:
+    """A pool health check (``OPTIONS["pool"]["check"]``) that a test can hold at its start."""
+
+    def __init__(self) -> None:
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Semaphore(0)
+
+    def arm(self) -> None:
+        self.gate, self.entered = asyncio.Event(), asyncio.Semaphore(0)
+
+    async def __call__(self, connection: object) -> None:
+        self.entered.release()
+        if self.gate is not None:
+            await self.gate.wait()
+
+
+gated_check = GatedCheck()
 
 
 @pytest.fixture(scope="module")
-def small_pool(django_db_setup: None) -> Iterator[tuple[str, int, float]]:
-    """An aorm alias on the test database with a 2-connection pool: (alias, max_size, timeout).
+def pool_aliases(django_db_setup: None) -> Iterator[None]:
+    """Aliases on the test database for the pool tests, if the settings don't define them.
 
-    Uses ``DATABASES["small_pool"]`` if the settings define it; otherwise adds
-    it to ``connections.settings``, after the test databases exist and before
-    the tests' database access is set up (module scope), so that the tests may
-    use it.
+    ``small_pool``: a 2-connection pool with a 0.5 s timeout. ``checked_pool``:
+    one connection, checked by :data:`gated_check` each time it leaves the
+    pool. They are added to ``connections.settings`` after the test databases
+    exist and before the tests' database access is set up (module scope), so
+    that the tests may use them.
     """
-    with pytest.MonkeyPatch.context() as patch:
-        if SMALL_POOL not in connections.settings:
-            default = connections.settings["default"]
-            pool = {**(default["OPTIONS"].get("pool") or {}), "max_size": 2, "timeout": 0.5}
+    default = connections.settings["default"]
+    pools: dict[str, dict[str, Any]] = {
+        SMALL_POOL: {"max_size": 2, "timeout": 0.5},
+        CHECKED_POOL: {"min_size": 1, "max_size": 1, "timeout": 0.5, "check": gated_check},
+    }
+    added = {}
+    for name, options in pools.items():
+        if name not in connections.settings:
+            pool = {**(default["OPTIONS"].get("pool") or {}), **options}
             alias = {**default, "OPTIONS": {**default["OPTIONS"], "pool": pool}}
-            alias["TEST"] = {"MIRROR": "default"}
-            databases = connections.configure_settings({**connections.settings, SMALL_POOL: alias})
+            added[name] = {**alias, "TEST": {"MIRROR": "default"}}
+    with pytest.MonkeyPatch.context() as patch:
+        if added:
+            databases = connections.configure_settings({**connections.settings, **added})
             patch.setattr(connections, "settings", databases)
-        pool = connections.settings[SMALL_POOL]["OPTIONS"]["pool"]
-        yield SMALL_POOL, int(pool["max_size"]), float(pool["timeout"])
+        yield
+
+
+@pytest.fixture
+def small_pool(pool_aliases: None) -> tuple[str, int, float]:
+    """(alias, max_size, timeout) of the 2-connection pool."""
+    pool = connections.settings[SMALL_POOL]["OPTIONS"]["pool"]
+    return SMALL_POOL, int(pool["max_size"]), float(pool["timeout"])
 
 
 @postgresql_only("SQLite: an atomic block takes the process's write lock, one at a time")
@@ -602,3 +638,23 @@ async def test_a_waiter_is_served_while_other_tasks_query_back_to_back(
         stop.set()
         await asyncio.gather(*busy_tasks)
     assert loop.time() - started < timeout / 2, rounds
+
+
+async def test_a_task_cancelled_during_the_health_check_loses_no_connection(
+    pool_aliases: None,
+) -> None:
+    """The pool checks an idle connection before handing it out; a task cancelled
+    meanwhile must leave the connection to the pool (or close it), not strand it."""
+    students = Student.objects.using(CHECKED_POOL)
+    await students.acount()  # opens the pool's one connection, idle again afterwards
+    gated_check.arm()
+    task = asyncio.create_task(students.acount())
+    await asyncio.wait_for(gated_check.entered.acquire(), 5)  # the check holds it
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gated_check.gate is not None
+    gated_check.gate.set()
+    stats = aorm.pool_stats(CHECKED_POOL)
+    assert (stats.in_use, stats.waiting) == (0, 0), stats
+    assert await students.acount() == 0  # stranded, the pool's one slot would time out

@@ -168,8 +168,10 @@ class AsyncPool(Generic[C]):
             if self._check is not None:
                 try:
                     await self._check(conn)
-                except Exception:
+                except BaseException as exc:  # failed, or cancelled mid-check: never reused
                     await self._discard(conn)
+                    if not isinstance(exc, Exception):
+                        raise
                     continue
             return conn
         return None
