@@ -1,7 +1,7 @@
 """Issue 4: connections under ASGI are pooled, held only while used, released on every path,
 and cancellation-safe.
 
-The load tests start a real ASGI server (uvicorn, and daphne when installed) in
+The load tests start a real ASGI server (uvicorn, daphne and granian) in
 a subprocess on the test database, serving :mod:`tests.loadapp` with a pool of
 :data:`POOL_MAX_SIZE` connections whose sessions carry their own
 ``application_name``, and drive it over loopback with :mod:`tests.load_client`:
@@ -69,11 +69,14 @@ pytestmark = ALL_DATABASES
 
 SERVERS = [
     "uvicorn",
-    pytest.param(
-        "daphne",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("daphne") is None, reason="daphne is not installed"
-        ),
+    *(
+        pytest.param(
+            server,
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec(server) is None, reason=f"{server} is not installed"
+            ),
+        )
+        for server in ("daphne", "granian")
     ),
 ]
 
@@ -119,7 +122,13 @@ class Server:
 SERVER_OPTIONS = {
     "uvicorn": ["-m", "uvicorn", "--host={host}", "--port={port}", "--log-level=warning"],
     "daphne": ["-m", "daphne", "--bind={host}", "--port={port}", "--verbosity=0"],
-}
+    "granian": [
+        # granian's own logger.warn() call: not ours to fix.
+        "-W", "ignore:The 'warn' method is deprecated:DeprecationWarning",
+        "-m", "granian", "--interface=asgi", "--loop=asyncio", "--host={host}",
+        "--port={port}", "--log-level=warning", "--no-ws",
+    ],
+}  # fmt: skip
 
 
 def _command(kind: str, port: int) -> list[str]:
