@@ -7,6 +7,7 @@ whatever order they run, a write escaping the first one fails the second.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import threading
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.test import AsyncClient, TestCase, TransactionTestCase
 
@@ -43,6 +45,13 @@ class AsyncWritesInTestCase(TestCase):
 
     async def test_async_second(self) -> None:
         await self.check_clean_then_write("second")
+
+    def test_a_connected_copy_does_not_hide_the_test_transaction(self) -> None:
+        copy = connection.copy()  # as Django's own tests do
+        copy.ensure_connection()
+        del copy
+        gc.collect()
+        async_to_sync(self.check_clean_then_write)("after a copy")
 
     def test_sync_sees_the_same_rows(self) -> None:
         self.assertEqual(Student.objects.count(), 0)
@@ -169,4 +178,4 @@ def test_djangos_own_runner_on_these_test_cases() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Ran 9 tests" in result.stderr and "OK" in result.stderr, result.stderr[-3000:]
+    assert "Ran 10 tests" in result.stderr and "OK" in result.stderr, result.stderr[-3000:]

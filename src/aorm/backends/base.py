@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import threading
 import weakref
 from contextvars import ContextVar
 from typing import Any
@@ -35,15 +34,15 @@ __all__ = ["BridgedDatabaseWrapper", "sync_transactions"]
 _GUARD_CODE = async_unsafe("")(lambda: None).__code__
 _guard_lifted: ContextVar[bool] = ContextVar("aorm.guard_lifted", default=False)
 
-# The DatabaseWrapper each synchronous thread last connected, per alias: async
-# code started from that thread (asgiref's async_to_sync) must join a
-# transaction the thread holds instead of opening a connection of its own.
-_sync_wrappers: weakref.WeakValueDictionary[tuple[int, str], Any] = weakref.WeakValueDictionary()
+# Every DatabaseWrapper connected by synchronous code (all of them: a thread may
+# connect copies too): async code started from a thread that holds a
+# transaction must join it instead of opening a connection of its own.
+_sync_wrappers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def sync_transactions() -> list[tuple[int, str, Any]]:
     """``(thread ident, alias, wrapper)`` of synchronous wrappers inside a transaction."""
-    return [(key[0], key[1], w) for key, w in _sync_wrappers.items() if w.in_atomic_block]
+    return [(w._thread_ident, w.alias, w) for w in list(_sync_wrappers) if w.in_atomic_block]
 
 
 def _is_guarded(method: Any) -> bool:
@@ -132,4 +131,4 @@ class BridgedDatabaseWrapper:
     def connect(self) -> None:
         _call_guarded(self, "connect", (), {})
         if not in_bridge() and not loop_running():
-            _sync_wrappers[(threading.get_ident(), self.alias)] = self  # type: ignore[attr-defined]
+            _sync_wrappers.add(self)
