@@ -68,6 +68,15 @@ DATABASES = {
         "OPTIONS": _unpooled,
         "TEST": {"MIRROR": "default"},
     },
+    # Health checks on (CONN_HEALTH_CHECKS): a connection the server dropped is
+    # replaced before use.
+    "checked": {
+        "ENGINE": _aorm_engine,
+        **_server,
+        "OPTIONS": _pool,
+        "CONN_HEALTH_CHECKS": True,
+        "TEST": {"MIRROR": "default"},
+    },
     # Django's own backend on the same database: the reference behaviour.
     "stock": {"ENGINE": _stock_engine, **_server, "TEST": {"MIRROR": "default"}},
 }

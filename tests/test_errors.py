@@ -52,6 +52,19 @@ async def test_operational_error_when_the_server_ends_the_session_then_recovery(
     assert await Student.objects.acount() == 0
 
 
+@postgresql_only("server sessions; SQLite has none")
+async def test_with_health_checks_a_dropped_connection_costs_no_error() -> None:
+    def backend_pid() -> int:
+        with connections["checked"].cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return int(cursor.fetchone()[0])
+
+    pid = await aorm.run(backend_pid)
+    await sync_to_async(_terminate)(pid)
+    assert await aorm.run(backend_pid) != pid  # checked, discarded, replaced: no error
+    assert await Student.objects.using("checked").acount() == 0
+
+
 def _terminate(pid: int) -> None:
     with connections["stock"].cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])

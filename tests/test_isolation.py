@@ -150,8 +150,11 @@ async def test_pytest_django_transactional_db(round: int) -> None:
     assert await Student.objects.acount() == 1
 
 
+RUNNER_OPTIONS = ["-v", "2", "--noinput", "--parallel", "2", "--shuffle"]
+
+
 def test_djangos_own_runner_on_these_test_cases() -> None:
-    """``manage.py test`` (Django's DiscoverRunner) runs the TestCase classes above."""
+    """``manage.py test`` (Django's DiscoverRunner) runs the TestCase classes above, shuffled."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -159,18 +162,7 @@ def test_djangos_own_runner_on_these_test_cases() -> None:
         "PYTHONPATH": str(ROOT),
     }
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "django",
-            "test",
-            "tests.test_isolation",
-            "-v",
-            "2",
-            "--noinput",
-            "--parallel",
-            "2",
-        ],
+        [sys.executable, "-m", "django", "test", "tests.test_isolation", *RUNNER_OPTIONS],
         cwd=ROOT,
         env=env,
         capture_output=True,
