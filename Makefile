@@ -27,8 +27,8 @@ $(VENV_NEXT)/.installed: pyproject.toml
 	touch $@
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples conformance bench
+	$(VENV)/bin/ruff format --check src tests examples conformance bench
 	$(VENV)/bin/mypy src
 
 test: lint $(VENV)/.installed bench-smoke

@@ -63,34 +63,32 @@ def _micro_tables(results: dict[str, Any], titles: dict[str, str], notes: list[s
             for error in summary[name].get(key, {}).get("errors", []):
                 notes.append(f"- {name}, workload {key}: {error}")
 
-    lines += [
-        "",
-        "## Ratio to stock Django async (median of per-round ratios; > 1 is faster)",
-        "",
-        "| contender | " + " | ".join(titles) + " |",
-        "|---|" + "---:|" * len(titles),
-    ]
-    for name in results["contenders"]:
-        cells = []
-        for key in titles:
-            ratio = summary[name].get(key, {}).get("ratio")
-            cells.append(f"{ratio:.2f}x" if ratio is not None else "n/a")
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    lines += _per_workload_table(
+        "Ratio to stock Django async (median of per-round ratios; > 1 is faster)",
+        results["contenders"], titles, summary, "ratio", "{:.2f}x",
+    )  # fmt: skip
+    lines += _per_workload_table(
+        "Client CPU per operation (µs, median; all threads of the contender's process)",
+        results["contenders"], titles, summary, "cpu_us_per_op", "{:,.0f}",
+    )  # fmt: skip
+    return lines
 
-    lines += [
-        "",
-        "## Client CPU per operation (µs, median; all threads of the contender's process)",
-        "",
-        "| contender | " + " | ".join(titles) + " |",
-        "|---|" + "---:|" * len(titles),
-    ]
-    for name in results["contenders"]:
-        cells = []
-        for key in titles:
-            cpu = summary[name].get(key, {}).get("cpu_us_per_op")
-            cells.append(f"{cpu:,.0f}" if cpu is not None else "n/a")
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
 
+def _per_workload_table(
+    title: str,
+    contenders: list[str],
+    titles: dict[str, str],
+    summary: dict[str, Any],
+    field: str,
+    number: str,
+) -> list[str]:
+    """A markdown table of one figure per contender and workload ("n/a" where missing)."""
+    lines = ["", f"## {title}", "", "| contender | " + " | ".join(titles) + " |"]
+    lines.append("|---|" + "---:|" * len(titles))
+    for name in contenders:
+        values = (summary[name].get(key, {}).get(field) for key in titles)
+        cells = [number.format(v) if v is not None else "n/a" for v in values]
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+from tests.runner import reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".conformance"
@@ -201,14 +201,6 @@ def postgresql_address() -> tuple[str, int]:
 
     params = server()
     return params["HOST"], int(params["PORT"])
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def run_flavour(
