@@ -10,8 +10,9 @@ connection until something closes it, so an idle request pins a connection.
 aorm decides per awaited operation instead, for aorm aliases only (Django's
 own backends are left to Django):
 
-- Outside a transaction, an operation gets wrappers of its own, created on
-  first use and closed (connection back to the pool) when it ends.
+- Outside a transaction, an operation gets wrappers of its own on first use
+  and gives them back when it ends: parked with their pooled connection for
+  the next operation where the backend pools, closed otherwise.
 - Inside ``async with transaction.atomic()``, the block's :class:`Transaction`
   owns one wrapper for the whole block; the task and the tasks it starts use
   it. Each operation waits for its *turn*: the connection runs one operation
@@ -20,6 +21,9 @@ own backends are left to Django):
   waiting at their own level. Once the outermost block has ended, any task
   still holding it gets TransactionManagementError instead of writing after
   the commit or the rollback.
+
+- Async code running inside a synchronous caller's transaction (a test
+  case's) adopts it: the caller's wrapper serves as the outermost block.
 
 The wrappers are found through context variables, so ``connections[alias]``,
 and all of Django's code that uses it, resolves to the right wrapper.

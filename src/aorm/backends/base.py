@@ -8,9 +8,16 @@ there. When it fires, the message names the async form to use instead.
 
 Guarded methods are found by their code object (every ``async_unsafe`` wrapper
 shares one), so methods Django adds or guards in later versions are covered
-without a list to maintain. The lookup of the guarded method happens at call
-time, so tools that patch Django's base class (pytest-django's database
-blocker) keep working.
+without a list to maintain. Inside the bridge, such a method runs with the
+guard lifted: a context variable that Django's guard sees through its
+``get_running_loop`` lookup, set only for the duration of the call. Whatever
+Django or a tool wraps around the method (Django's TestCase patches
+``ensure_connection``, pytest-django blocks it) still runs as it is.
+
+The mixin also parks wrappers between operations (``aorm_park``), turns
+coroutine functions given to ``on_commit`` into callables Django can call,
+and records every wrapper that sync code connects, so that async code inside
+a sync caller's transaction can find it (``sync_transactions``).
 """
 
 from __future__ import annotations
