@@ -30,6 +30,7 @@ import json
 import random
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -104,8 +105,16 @@ def leaf_of(stack: list[str]) -> tuple[str, str]:
             if function.rsplit(".", 1)[-1] in WAITING_BUILTINS or function in WAITING_BUILTINS:
                 return WAIT, function
             continue
-        return layer_of(path), f"{path.rsplit('/site-packages/', 1)[-1]}:{function}"
+        return layer_of(path), f"{_portable(path)}:{function}"
     return "other (benchmark loop, stdlib)", "?"
+
+
+def _portable(path: str) -> str:
+    """A source path without this machine's prefixes: package-, repository- or stdlib-relative."""
+    path = path.rsplit("/site-packages/", 1)[-1]
+    for prefix in (f"{ROOT}/", f"{sysconfig.get_paths()['stdlib']}/"):
+        path = path.removeprefix(prefix)
+    return path
 
 
 def shares_of(session: Any, ops: int) -> dict[str, Any]:

@@ -39,30 +39,27 @@ async def test_data_error(alias: str) -> None:
 
 @postgresql_only("server sessions; SQLite has none")
 async def test_operational_error_when_the_server_ends_the_session_then_recovery() -> None:
-    def backend_pid() -> int:
-        with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return int(cursor.fetchone()[0])
-
-    pid = await aorm.run(backend_pid)
+    pid = await aorm.run(backend_pid, "default")
     await sync_to_async(_terminate)(pid)
     with pytest.raises(OperationalError):
-        await aorm.run(backend_pid)  # the pool hands back the same, now dead, connection
-    assert await aorm.run(backend_pid) != pid
+        await aorm.run(backend_pid, "default")  # the pool hands back the dead connection
+    assert await aorm.run(backend_pid, "default") != pid
     assert await Student.objects.acount() == 0
 
 
 @postgresql_only("server sessions; SQLite has none")
 async def test_with_health_checks_a_dropped_connection_costs_no_error() -> None:
-    def backend_pid() -> int:
-        with connections["checked"].cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            return int(cursor.fetchone()[0])
-
-    pid = await aorm.run(backend_pid)
+    pid = await aorm.run(backend_pid, "checked")
     await sync_to_async(_terminate)(pid)
-    assert await aorm.run(backend_pid) != pid  # checked, discarded, replaced: no error
+    assert await aorm.run(backend_pid, "checked") != pid  # checked, discarded, replaced
     assert await Student.objects.using("checked").acount() == 0
+
+
+def backend_pid(alias: str) -> int:
+    """The server process behind ``alias``'s connection (sync code, run through aorm.run)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
 
 
 def _terminate(pid: int) -> None:

@@ -81,6 +81,8 @@ def _own_blocks(atomic: Atomic) -> list[tuple[_scope.Block, Any]]:
 async def _aenter(self: Atomic) -> Atomic:
     alias = self.using or DEFAULT_DB_ALIAS
     if alias not in _scope.native_aliases():
+        # Deliberate fallback, Django's own backend: its async calls run in
+        # asgiref's thread, so the block's ends must run there too.
         await sync_to_async(self.__enter__)()
         return self
     parent = _scope.current_blocks().get(alias)
@@ -106,7 +108,7 @@ async def _aenter(self: Atomic) -> Atomic:
 
 async def _aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
     alias = self.using or DEFAULT_DB_ALIAS
-    if alias not in _scope.native_aliases():
+    if alias not in _scope.native_aliases():  # Django's own backend: see _aenter
         await _shielded(sync_to_async(self.__exit__)(exc_type, exc, tb))
         return
     blocks = _own_blocks(self)
