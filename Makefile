@@ -12,7 +12,7 @@ VENV := .venv
 VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
-.PHONY: test lint pytest demo clean conformance bench bench-smoke
+.PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check src tests examples conformance bench
 	$(VENV)/bin/mypy src
 
-test: lint $(VENV)/.installed bench-smoke
+test: lint $(VENV)/.installed bench-smoke wheel-check
 	@$(VENV)/bin/python -m tests.runner $(VENV)
 	@if [ -n "$(NEXT_PYTHON)" ]; then \
 		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
@@ -39,6 +39,12 @@ test: lint $(VENV)/.installed bench-smoke
 	else \
 		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
 	fi
+
+# What `pip install` of a built wheel gives a user: sdist and wheel built,
+# the wheel installed into a fresh venv, the seeds' views run there; then the
+# same from a Git URL (tests/wheel_check.py).
+wheel-check: $(VENV)/.installed
+	$(VENV)/bin/python -m tests.wheel_check
 
 # Django's own tests, per database (PostgreSQL, SQLite in memory) on Django's
 # backend and on aorm's: fails if a test passing on the first does not pass on

@@ -1,0 +1,194 @@
+"""Build aorm's sdist and wheel, install the wheel into a fresh venv, run the seeds there.
+
+Used by ``make wheel-check`` (part of ``make test``): what a user gets from
+``pip install dist/*.whl`` must import, pass Django's system checks and run the
+seeds' views, without the checkout on ``sys.path``. Then the same project is
+installed from a Git URL (``git+file://`` of this checkout's HEAD), the form the
+README gives for installing from a repository.
+
+``python -m tests.wheel_check [--keep]``: ``--keep`` leaves the temporary
+directory for inspection.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A project of its own, outside the checkout: the seeds' model and views,
+# verbatim, served through Django's ASGI handler by its AsyncClient.
+SEED_PROJECT = {
+    "seedsite/__init__.py": "",
+    "seedsite/settings.py": """
+        from pathlib import Path
+        SECRET_KEY = "wheel-check"
+        USE_TZ = True
+        INSTALLED_APPS = ["aorm", "students"]
+        ROOT_URLCONF = "seedsite.urls"
+        DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+        ALLOWED_HOSTS = ["*"]
+        DATABASES = {
+            "default": {
+                "ENGINE": "aorm.backends.sqlite3",
+                "NAME": str(Path(__file__).resolve().parent.parent / "seeds.sqlite3"),
+            }
+        }
+    """,
+    "seedsite/urls.py": """
+        from django.urls import path
+        from students import views
+        urlpatterns = [
+            path("students/", views.student_list),
+            path("example/", views.example_view),
+        ]
+    """,
+    "students/__init__.py": "",
+    "students/models.py": """
+        from django.db import models
+
+        class Student(models.Model):
+            name = models.CharField(max_length=100)
+            age = models.IntegerField()
+    """,
+    "students/views.py": """
+        from django.http import JsonResponse
+        from .models import Student
+
+        async def student_list(request):
+            students = await Student.objects.all()
+            data = [{"name": s.name, "age": s.age} for s in students]
+            return JsonResponse(data, safe=False)
+
+        async def example_view(request):
+            await Student.objects.acreate(name="Ravi", age=21)
+            student = await Student.objects.aget(name="Ravi")
+            total = await Student.objects.acount()
+            return JsonResponse({"student": student.name, "total_students": total})
+    """,
+    "check_seeds.py": """
+        import asyncio, os, sys
+        from pathlib import Path
+
+        os.environ["DJANGO_SETTINGS_MODULE"] = "seedsite.settings"
+        import django
+        django.setup()
+        import aorm
+        from django.core.management import call_command
+        from django.db import connection, connections
+        from django.test import AsyncClient
+        from students.models import Student
+
+        venv = Path(sys.prefix).resolve()
+        assert Path(aorm.__file__).resolve().is_relative_to(venv), aorm.__file__
+        call_command("check", fail_level="WARNING")
+        with connection.schema_editor() as editor:
+            editor.create_model(Student)
+        Student.objects.bulk_create([Student(name="Aman", age=20), Student(name="Meera", age=21)])
+
+        async def main():
+            client = AsyncClient()
+            listing = (await client.get("/students/")).json()
+            assert listing == [{"name": "Aman", "age": 20}, {"name": "Meera", "age": 21}], listing
+            example = (await client.get("/example/")).json()
+            assert example == {"student": "Ravi", "total_students": 3}, example
+            assert type(connections["default"]).__module__.startswith("aorm.backends.sqlite3")
+
+        asyncio.run(main())
+        print(f"seeds' views OK with aorm {aorm.__version__} from {aorm.__file__}")
+    """,
+}
+
+# What the wheel must ship beyond the Python modules.
+WHEEL_MUST_HOLD = [
+    "aorm/py.typed",
+    "aorm/backends/postgresql/base.py",
+    "aorm/backends/sqlite3/base.py",
+]
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> str:
+    """Run a command, fail with its output if it fails."""
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"wheel-check: {' '.join(map(str, args))} failed:\n{proc.stdout}")
+    return proc.stdout
+
+
+def last_line(output: str) -> str:
+    return output.strip().splitlines()[-1]
+
+
+def write_project(where: Path) -> None:
+    for name, text in SEED_PROJECT.items():
+        path = where / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+
+def fresh_venv(where: Path) -> Path:
+    run(sys.executable, "-m", "venv", where)
+    python = where / "bin" / "python"
+    run(python, "-m", "pip", "install", "-q", "--upgrade", "pip")
+    return python
+
+
+def main() -> int:
+    keep = "--keep" in sys.argv[1:]
+    started = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix="aorm-wheel-check-"))
+    try:
+        dist = tmp / "dist"
+        # No --sdist/--wheel: the wheel is built from the sdist, which proves the sdist complete.
+        run(sys.executable, "-m", "build", "--outdir", dist, ROOT)
+        (wheel,) = dist.glob("django_aorm-*.whl")
+        (sdist,) = dist.glob("django_aorm-*.tar.gz")
+        names = set(zipfile.ZipFile(wheel).namelist())
+        missing = [n for n in WHEEL_MUST_HOLD if n not in names]
+        assert not missing, f"{wheel.name} lacks {missing}"
+        assert not any(n.startswith(("tests/", "examples/")) for n in names), sorted(names)
+
+        python = fresh_venv(tmp / "venv")
+        run(python, "-m", "pip", "install", "-q", wheel)
+        project = tmp / "project"
+        write_project(project)
+        print(
+            f"wheel-check: {wheel.name}: {last_line(run(python, 'check_seeds.py', cwd=project))}"
+        )
+        requires = run(
+            python, "-c", "import importlib.metadata as m; print(m.requires('django-aorm'))"
+        )
+        assert "psycopg" in requires and 'extra == "postgresql"' in requires, requires
+
+        # The README's Git URL form, on this checkout's committed HEAD.
+        (project / "seeds.sqlite3").unlink()
+        run(python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
+            f"django-aorm @ git+file://{ROOT}")  # fmt: skip
+        print(f"wheel-check: git URL: {last_line(run(python, 'check_seeds.py', cwd=project))}")
+        print(
+            f"wheel-check: {sdist.name} and {wheel.name} built, installed in a fresh venv, "
+            f"seeds OK ({time.monotonic() - started:.0f}s)"
+        )
+    finally:
+        if keep:
+            print(f"wheel-check: kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
