@@ -36,7 +36,7 @@ if DATABASE == "postgresql":
     _stock_engine = "django.db.backends.postgresql"
     _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
     _test = {"NAME": TEST_NAME}
-    _unpooled: dict[str, object] = {}
+    _unpooled: dict[str, object] = {"pool": False}
 elif DATABASE == "sqlite":
     # A file database, as in production: WAL, several connections, real locks.
     # One file per run, so that concurrent runs don't collide; a server started
@@ -66,6 +66,14 @@ DATABASES = {
         "ENGINE": _aorm_engine,
         **_server,
         "OPTIONS": _unpooled,
+        "TEST": {"MIRROR": "default"},
+    },
+    # No pool option: aorm's default async pool. CONN_MAX_AGE applies to sync
+    # code only and is allowed alongside it.
+    "defaults": {
+        "ENGINE": _aorm_engine,
+        **_server,
+        "CONN_MAX_AGE": 60,
         "TEST": {"MIRROR": "default"},
     },
     # Health checks on (CONN_HEALTH_CHECKS): a connection the server dropped is

@@ -22,16 +22,24 @@ connection, so aorm's pool is small and does everything in the caller's task:
   being served passes what it got on, so no waiter sleeps while a
   connection is free.
 
+- Connections idle for ``max_idle`` seconds are closed, ``min_size`` of them
+  kept, by one timer (a ``call_later`` handle, not a task) armed while
+  connections are idle, so an idle process holds few connections. Nothing
+  runs while the pool is busy or empty.
+
 Options are psycopg_pool's names, as Django's ``OPTIONS["pool"]`` uses them:
 ``min_size`` (idle connections kept when ``max_idle`` expires others; they
 are opened on demand, not in advance), ``max_size``, ``timeout``,
-``max_lifetime``, ``max_idle`` and ``check``.
+``max_lifetime``, ``max_idle`` and ``check``. An alias that sets no pool gets
+:data:`DEFAULT_OPTIONS` (see ``backends/postgresql/base.py`` for why async
+code always pools).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -44,11 +52,23 @@ from django.db.utils import OperationalError
 
 from aorm import _loops
 
-__all__ = ["AsyncPool", "PoolStats", "PoolTimeout", "pool_key", "pool_stats"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "AsyncPool",
+    "PoolStats",
+    "PoolTimeout",
+    "pool_key",
+    "pool_stats",
+]
 
 C = TypeVar("C")
 
 _OPTIONS = {"min_size", "max_size", "timeout", "max_lifetime", "max_idle", "check", "name"}
+
+# The async pool of an alias that sets no ``OPTIONS["pool"]``: up to 10
+# connections per event loop, opened on demand; after a minute unused they are
+# closed, down to one.
+DEFAULT_OPTIONS: dict[str, Any] = {"min_size": 1, "max_size": 10, "max_idle": 60.0}
 
 
 class PoolTimeout(OperationalError):
@@ -104,6 +124,8 @@ class AsyncPool(Generic[C]):
         self._size = 0  # open or opening connections
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._closed = False
+        self._sweep_at: asyncio.TimerHandle | None = None  # closes expired idle connections
+        self._closing: set[asyncio.Task[None]] = set()
 
     def stats(self) -> PoolStats:
         waiting = sum(1 for waiter in self._waiters if not waiter.done())
@@ -152,17 +174,44 @@ class AsyncPool(Generic[C]):
                 waiter.set_result(conn)
                 return
         if conn is not None:
-            self._idle.append((conn, self._opened_at.get(id(conn), 0.0), time.monotonic()))
+            now = time.monotonic()
+            self._idle.append((conn, self._opened_at.get(id(conn), 0.0), now))
+            if self._sweep_at is None and len(self._idle) > self.min_size:
+                self._arm_sweep(self.max_idle)
+
+    def _arm_sweep(self, delay: float) -> None:
+        if delay != math.inf:
+            self._sweep_at = asyncio.get_running_loop().call_later(delay, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections idle for max_idle (min_size kept); re-arm for the next to expire."""
+        self._sweep_at = None
+        if self._closed:
+            return
+        now = time.monotonic()
+        stale = []
+        # Oldest release first: connections are put back on the right, taken from the right.
+        while len(self._idle) > self.min_size and now - self._idle[0][2] >= self.max_idle:
+            conn = self._idle.popleft()[0]
+            self._forget(conn)
+            stale.append(conn)
+        if stale:
+            task = asyncio.get_running_loop().create_task(self._close_all(stale))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        if len(self._idle) > self.min_size:
+            self._arm_sweep(max(0.0, self._idle[0][2] + self.max_idle - now))
+
+    async def _close_all(self, conns: list[C]) -> None:
+        for conn in conns:
+            await self._close_quietly(conn)
 
     async def _take_idle(self) -> C | None:
         now = time.monotonic()
         while self._idle:
-            conn, opened, released = self._idle.pop()
-            if (
-                now - opened > self.max_lifetime
-                or now - released > self.max_idle
-                or not self._reusable(conn)
-            ):
+            conn, opened, _ = self._idle.pop()
+            # Idle time is the timer's business (min_size are kept however long idle).
+            if now - opened > self.max_lifetime or not self._reusable(conn):
                 await self._discard(conn)
                 continue
             if self._check is not None:
@@ -195,11 +244,6 @@ class AsyncPool(Generic[C]):
             await self._discard(conn)
             return
         self._hand_over(conn)
-        # Connections idle beyond max_idle are closed, min_size of them kept.
-        while len(self._idle) > self.min_size and now - self._idle[0][2] > self.max_idle:
-            stale = self._idle.popleft()[0]
-            self._forget(stale)
-            await self._close_quietly(stale)
 
     async def _discard(self, conn: C) -> None:
         self._forget(conn)
@@ -226,6 +270,9 @@ class AsyncPool(Generic[C]):
     async def aclose(self) -> None:
         """Close idle connections now; those in use are closed when released."""
         self._closed = True
+        if self._sweep_at is not None:
+            self._sweep_at.cancel()
+            self._sweep_at = None
         while self._idle:
             conn = self._idle.pop()[0]
             self._forget(conn)

@@ -49,9 +49,11 @@ gives Python 3.11 / Django 5.2, then Python 3.12 / Django 6.1::
   start plus Django's connection setup (~90 µs). Connections are therefore
   pooled per event loop by aorm's ``AsyncPool``: ``OPTIONS["pool"]`` is
   ``True`` (the default), ``False`` (a connection per operation) or that
-  pool's options, with ``max_size`` defaulting to 8. Throughput of 100
-  concurrent gets was flat between max_size 1 and 16 (the GIL, and one
-  writer per file), so the size mostly bounds threads and held transactions.
+  pool's options; options left out are aorm's defaults (``min_size`` 1,
+  ``max_idle`` 60 s: an idle process keeps one thread), with ``max_size`` 8.
+  Throughput of 100 concurrent gets was flat between max_size 1 and 16 (the
+  GIL, and one writer per file), so the size mostly bounds threads and held
+  transactions.
 
 Concurrent writers. SQLite lets one connection at a time write to a file. If
 that were left to SQLite (``BEGIN IMMEDIATE`` plus a busy timeout), waiting
@@ -110,7 +112,7 @@ from django.db.backends.sqlite3 import base as django_sqlite3
 from django.utils.asyncio import async_unsafe
 
 from aorm import _loops
-from aorm._pool import pool_key
+from aorm._pool import DEFAULT_OPTIONS, pool_key
 from aorm.backends.base import BridgedDatabaseWrapper
 from aorm.backends.sqlite3.creation import DatabaseCreation
 from aorm.backends.sqlite3.driver import Connector, Pooled, Unpooled, WriterLock
@@ -118,7 +120,9 @@ from aorm.bridge import in_bridge
 
 __all__ = ["DatabaseWrapper"]
 
-DEFAULT_POOL_SIZE = 8
+# aorm's default pool with 8 connections: throughput was flat from 1 to 16
+# (see above), so the size only bounds the threads.
+DEFAULT_POOL: dict[str, Any] = {**DEFAULT_OPTIONS, "max_size": 8}
 _SQLITE_DEFAULT_TIMEOUT = 5.0
 
 
@@ -190,9 +194,10 @@ class _NativeIO(django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
         options = self.aorm_pool_options
         if not options:
             return Unpooled(connector)
-        options = {} if options is True else {**options}
-        if "max_size" not in options:
-            options["max_size"] = max(DEFAULT_POOL_SIZE, int(options.get("min_size", 0)))
+        given = {} if options is True else options
+        options = {**DEFAULT_POOL, **given}
+        if "max_size" not in given:
+            options["max_size"] = max(DEFAULT_POOL["max_size"], int(options["min_size"]))
         return Pooled(connector, options)
 
     @async_unsafe  # type: ignore[misc]
