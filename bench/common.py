@@ -8,6 +8,7 @@ a quick run and a full run use exactly the same code.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 
 HOST = os.environ.get("BENCH_PGHOST", "127.0.0.1")
@@ -115,7 +116,7 @@ QUICK = Sizes(
     worker_timeout=60,
 )
 
-# The contenders of workloads A-E, in the order of the output table.
+# The contenders of workloads A-E on PostgreSQL, in the order of the output table.
 CONTENDERS = [
     "raw-psycopg",
     "raw-asyncpg",
@@ -127,6 +128,30 @@ CONTENDERS = [
 ]
 REFERENCE = "django-stock"
 
+# The SQLite column: stock Django and aorm on the same SQLite file (WAL mode,
+# which aorm sets by default and the file keeps), each with the settings a
+# user writes first (no OPTIONS: aorm's default pool; stock Django's
+# connection per request). Workloads A, B and D (no server to wait on in E).
+SQLITE_CONTENDERS = ["django-stock-sqlite", "aorm-sqlite"]
+SQLITE_REFERENCE = "django-stock-sqlite"
+SQLITE_WORKLOADS = ("A", "B", "D")
+SQLITE_FILE = os.environ.get(
+    "BENCH_SQLITE", os.path.join(tempfile.gettempdir(), f"{DBNAME}.sqlite3")
+)
+
+
+def is_sqlite(name: str) -> bool:
+    return name in SQLITE_CONTENDERS
+
+
+def reference_of(name: str) -> str:
+    return SQLITE_REFERENCE if is_sqlite(name) else REFERENCE
+
+
+def workloads_of(name: str) -> tuple[str, ...]:
+    return SQLITE_WORKLOADS if is_sqlite(name) else tuple(WORKLOADS)
+
+
 WORKLOADS = {
     "A": "get by pk, sequential",
     "B": "get by pk, {tasks} tasks x {ops} concurrent",
@@ -135,6 +160,14 @@ WORKLOADS = {
     "E": "B with 2 ms server wait per query",
 }
 
-# Workload F: the seeds' views served by uvicorn, aorm against stock Django.
+# Workload F: the seeds' views served by uvicorn, aorm against stock Django,
+# with a pool of POOL_SIZE for both (F) and with the settings a user writes
+# first, no OPTIONS["pool"] and CONN_MAX_AGE = 0 (F0).
 WEB_CONTENDERS = ["django-stock", "aorm"]
 WEB_VIEWS = {"student_list": "/students/", "example_view": "/example/"}
+WEB_WORKLOADS = {
+    "F": f"pool of {POOL_SIZE} for both",
+    "F0": "no pool option for either (Django's defaults, CONN_MAX_AGE = 0)",
+}
+# BENCH_POOL for each web workload (read by djsettings.py).
+WEB_POOL = {"F": "sized", "F0": "unset"}

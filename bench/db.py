@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+
 import psycopg
 
 from bench import common
@@ -50,3 +54,36 @@ def reset_web() -> None:
 def drop() -> None:
     with psycopg.connect(common.dsn("postgres"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {common.DBNAME} WITH (FORCE)")
+
+
+# The SQLite column: the same table in a file, in WAL mode (a property of the
+# file: both backends use it).
+
+
+def sqlite_create(rows: int) -> None:
+    sqlite_drop()
+    with contextlib.closing(sqlite3.connect(common.SQLITE_FILE)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(
+            f"CREATE TABLE {common.TABLE} (id integer NOT NULL PRIMARY KEY AUTOINCREMENT, "
+            "name varchar(100) NOT NULL, age integer NOT NULL)"
+        )
+        conn.executemany(
+            f"INSERT INTO {common.TABLE} (name, age) VALUES (?, ?)",
+            ((f"student-{i}", 18 + i % 12) for i in range(1, rows + 1)),
+        )
+        conn.commit()
+        conn.execute("ANALYZE")
+
+
+def sqlite_reset(rows: int) -> None:
+    with contextlib.closing(sqlite3.connect(common.SQLITE_FILE)) as conn:
+        conn.execute(f"DELETE FROM {common.TABLE} WHERE id > ?", (rows,))
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def sqlite_drop() -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(common.SQLITE_FILE + suffix)

@@ -2,7 +2,12 @@
 
 One settings module, one process per contender: only ``ENGINE`` and
 ``INSTALLED_APPS`` differ between stock Django, aorm and django-async-backend.
-Every one gets the same pool (``OPTIONS["pool"]``, min = max = POOL_SIZE).
+
+- ``BENCH_DATABASE``: ``postgresql`` (default) or ``sqlite`` (the file
+  ``common.SQLITE_FILE``, no OPTIONS for either backend).
+- ``BENCH_POOL``: ``sized`` (default), every contender gets the same pool
+  (``OPTIONS["pool"]``, min = max = POOL_SIZE); ``unset``, no pool option
+  (workload F0: the settings a user writes first).
 """
 
 import os
@@ -10,11 +15,19 @@ import os
 from bench import common
 
 MODE = os.environ.get("BENCH_DJANGO", "stock")
+DATABASE = os.environ.get("BENCH_DATABASE", "postgresql")
+POOL = os.environ.get("BENCH_POOL", "sized")
 _ENGINES = {
-    "stock": ("django.db.backends.postgresql", []),
-    "aorm": ("aorm.backends.postgresql", ["aorm"]),
-    "dab": ("django_async_backend.db.backends.postgresql", ["django_async_backend"]),
-}
+    "postgresql": {
+        "stock": ("django.db.backends.postgresql", []),
+        "aorm": ("aorm.backends.postgresql", ["aorm"]),
+        "dab": ("django_async_backend.db.backends.postgresql", ["django_async_backend"]),
+    },
+    "sqlite": {
+        "stock": ("django.db.backends.sqlite3", []),
+        "aorm": ("aorm.backends.sqlite3", ["aorm"]),
+    },
+}[DATABASE]
 _engine, _apps = _ENGINES[MODE]
 
 SECRET_KEY = "aorm-bench"
@@ -28,17 +41,24 @@ INSTALLED_APPS = [*_apps, "bench.djapp", "bench.webapp"]
 # middleware (the same for both servers anyway).
 MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "bench.webapp.urls"
-DATABASES = {
-    "default": {
-        "ENGINE": _engine,
-        "NAME": common.DBNAME,
-        "USER": common.USER,
-        "HOST": common.HOST,
-        "PORT": str(common.PORT),
-        "OPTIONS": {
-            "pool": {"min_size": common.POOL_SIZE, "max_size": common.POOL_SIZE, "timeout": 30}
-        },
+if DATABASE == "sqlite":
+    DATABASES = {"default": {"ENGINE": _engine, "NAME": common.SQLITE_FILE}}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": _engine,
+            "NAME": common.DBNAME,
+            "USER": common.USER,
+            "HOST": common.HOST,
+            "PORT": str(common.PORT),
+            "OPTIONS": {},
+        }
     }
-}
+    if POOL == "sized":
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": common.POOL_SIZE,
+            "max_size": common.POOL_SIZE,
+            "timeout": 30,
+        }
 # django-async-backend warns that pools are unsafe under WSGI; we run under asyncio only.
 ASYNC_BACKEND_DISABLE_POOL_WARNING = True

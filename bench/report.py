@@ -15,7 +15,17 @@ LABELS = {
     "django-async-backend": "django-async-backend",
     "tortoise": "Tortoise ORM (asyncpg)",
     "sqlalchemy": "SQLAlchemy 2 asyncio (asyncpg)",
+    "django-stock-sqlite": "Django stock async, SQLite",
+    "aorm-sqlite": "**aorm, SQLite**",
 }
+
+
+def _postgresql(contenders: list[str]) -> list[str]:
+    return [name for name in contenders if not common.is_sqlite(name)]
+
+
+def _sqlite(contenders: list[str]) -> list[str]:
+    return [name for name in contenders if common.is_sqlite(name)]
 
 
 def _n(value: float) -> str:
@@ -34,16 +44,23 @@ def _workload_titles(sizes: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _micro_tables(results: dict[str, Any], titles: dict[str, str], notes: list[str]) -> list[str]:
+def _micro_tables(
+    results: dict[str, Any],
+    contenders: list[str],
+    titles: dict[str, str],
+    notes: list[str],
+    heading: str = "Workloads A-E",
+    reference: str = "stock Django async",
+) -> list[str]:
     summary, rounds = results["summary"], results["sizes"]["rounds"]
     lines = [
         "",
-        f"## Workloads A-E: operations per second (median of {rounds} round(s), [min-max])",
+        f"## {heading}: operations per second (median of {rounds} round(s), [min-max])",
         "",
         "| contender | " + " | ".join(f"{k}: {t}" for k, t in titles.items()) + " |",
         "|---|" + "---:|" * len(titles),
     ]
-    for name in results["contenders"]:
+    for name in contenders:
         cells = []
         for key in titles:
             entry = summary[name].get(key, {})
@@ -64,13 +81,42 @@ def _micro_tables(results: dict[str, Any], titles: dict[str, str], notes: list[s
                 notes.append(f"- {name}, workload {key}: {error}")
 
     lines += _per_workload_table(
-        "Ratio to stock Django async (median of per-round ratios; > 1 is faster)",
-        results["contenders"], titles, summary, "ratio", "{:.2f}x",
+        f"{heading}: ratio to {reference} (median of per-round ratios; > 1 is faster)",
+        contenders, titles, summary, "ratio", "{:.2f}x",
     )  # fmt: skip
     lines += _per_workload_table(
-        "Client CPU per operation (µs, median; all threads of the contender's process)",
-        results["contenders"], titles, summary, "cpu_us_per_op", "{:,.0f}",
+        f"{heading}: client CPU per operation (µs, median; all threads of the contender's process)",
+        contenders, titles, summary, "cpu_us_per_op", "{:,.0f}",
     )  # fmt: skip
+    return lines
+
+
+def _web_table(
+    workload: str, web: dict[str, Any], sizes: dict[str, Any], notes: list[str]
+) -> list[str]:
+    lines = [
+        "",
+        f"## Workload {workload}: the seeds' views under uvicorn, {common.WEB_WORKLOADS[workload]}; "
+        f"{sizes['f_concurrency']} concurrent keep-alive clients (median of {sizes['f_rounds']} "
+        f"round(s) of {sizes['f_requests']:,} requests)",
+        "",
+        "| server | view | requests/s [min-max] | x stock | p50 ms | p99 ms | peak RSS MiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in common.WEB_CONTENDERS:
+        for view in common.WEB_VIEWS:
+            entry = web[name][view]
+            if "requests_per_s" in entry:
+                s = entry["requests_per_s"]
+                ratio = f"{entry['ratio']:.2f}x" if "ratio" in entry else "n/a"
+                lines.append(
+                    f"| {LABELS.get(name, name)} | {view} | {_n(s['median'])} [{_n(s['min'])}-{_n(s['max'])}] "
+                    f"| {ratio} | {entry['p50_ms']:.1f} | {entry['p99_ms']:.1f} | {entry['peak_rss_mib']:.0f} |"
+                )
+            else:
+                lines.append(f"| {LABELS.get(name, name)} | {view} | FAILED | | | | |")
+            for error in entry.get("errors", []):
+                notes.append(f"- {workload} {name} {view}: {error}")
     return lines
 
 
@@ -114,7 +160,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"asyncpg {v['asyncpg']}; django-async-backend {v['django-async-backend']}; "
         f"Tortoise ORM {v['tortoise-orm']}; SQLAlchemy {v['SQLAlchemy']}; asgiref {v['asgiref']}; "
         f"uvicorn {v['uvicorn']} (HTTP: {meta.get('uvicorn_http', 'httptools')}, httptools {v['httptools']}; asyncio loop)",
-        f"- Pools: {meta['pool_size']} connections (min = max) for every contender",
+        f"- Pools: {meta['pool_size']} connections (min = max) for every contender on PostgreSQL "
+        "(F0: no pool option); SQLite: no OPTIONS for either backend",
+        f"- SQLite {meta.get('sqlite', '?')}",
         f"- A-E: {sizes['rows']:,} rows; {rounds} interleaved round(s), contender order rotated each round, "
         f"each contender in a fresh process; {sizes['request_ops']} operations per simulated request; "
         f"A {sizes['a_ops']:,} gets, B and E {sizes['b_tasks']} tasks x {sizes['request_ops']} gets, "
@@ -126,32 +174,22 @@ def markdown(results: dict[str, Any]) -> str:
     if meta.get("install_failures"):
         lines.append(f"- **Failed to install:** {', '.join(meta['install_failures'])}")
     notes: list[str] = []
-    if results["contenders"]:
-        lines += _micro_tables(results, titles, notes)
+    postgresql, sqlite = _postgresql(results["contenders"]), _sqlite(results["contenders"])
+    if postgresql:
+        lines += _micro_tables(results, postgresql, titles, notes)
+    if sqlite:
+        lines += _micro_tables(
+            results,
+            sqlite,
+            {key: titles[key] for key in common.SQLITE_WORKLOADS},
+            notes,
+            heading="SQLite, workloads A, B, D",
+            reference="stock Django async on SQLite",
+        )
     web = results.get("web_summary") or {}
-    if web:
-        lines += [
-            "",
-            f"## Workload F: the seeds' views under uvicorn, {sizes['f_concurrency']} concurrent "
-            f"keep-alive clients (median of {sizes['f_rounds']} round(s) of {sizes['f_requests']:,} requests)",
-            "",
-            "| server | view | requests/s [min-max] | x stock | p50 ms | p99 ms | peak RSS MiB |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for name in common.WEB_CONTENDERS:
-            for view in common.WEB_VIEWS:
-                entry = web[name][view]
-                if "requests_per_s" in entry:
-                    s = entry["requests_per_s"]
-                    ratio = f"{entry['ratio']:.2f}x" if "ratio" in entry else "n/a"
-                    lines.append(
-                        f"| {LABELS.get(name, name)} | {view} | {_n(s['median'])} [{_n(s['min'])}-{_n(s['max'])}] "
-                        f"| {ratio} | {entry['p50_ms']:.1f} | {entry['p99_ms']:.1f} | {entry['peak_rss_mib']:.0f} |"
-                    )
-                else:
-                    lines.append(f"| {LABELS.get(name, name)} | {view} | FAILED | | | | |")
-                for error in entry.get("errors", []):
-                    notes.append(f"- F {name} {view}: {error}")
+    for workload in common.WEB_WORKLOADS:
+        if workload in web:
+            lines += _web_table(workload, web[workload], sizes, notes)
     if notes:
         lines += ["", "## Failures", "", *notes]
     lines += ["", "Contenders:", ""]
@@ -168,11 +206,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     summary, sizes = results["summary"], results["sizes"]
-    contenders = results["contenders"]
+    contenders = _postgresql(results["contenders"])
+    sqlite = _sqlite(results["contenders"])
     titles = _workload_titles(sizes) if contenders else {}
-    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(common.CONTENDERS)}
+    every = common.CONTENDERS + common.SQLITE_CONTENDERS
+    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(every)}
     web = results.get("web_summary") or {}
-    panels = len(titles) + (1 if web else 0)
+    panels = len(titles) + (1 if sqlite else 0) + len(web)
     columns = 3
     rows = (panels + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(16, 5 * rows), squeeze=False)
@@ -206,17 +246,35 @@ def chart(results: dict[str, Any], path: Path) -> None:
         bars(ax, contenders, entries, [colours[name] for name in contenders])
         ax.set_title(f"{key}: {title}", fontsize=10)
         ax.set_ylabel("operations/s (median, min-max)")
-    if web:
-        ax = flat[len(titles)]
+    panel = len(titles)
+    if sqlite:
+        ax = flat[panel]
+        panel += 1
+        labels, entries, colors = [], [], []
+        for key in common.SQLITE_WORKLOADS:
+            for name in sqlite:
+                labels.append(f"{key}: {name}")
+                entries.append(summary[name].get(key, {}).get("ops_per_s"))
+                colors.append(colours[name])
+        bars(ax, labels, entries, colors)
+        ax.set_title("SQLite: A, B, D (stock Django vs aorm)", fontsize=10)
+        ax.set_ylabel("operations/s (median, min-max)")
+    for workload in common.WEB_WORKLOADS:
+        if workload not in web:
+            continue
+        ax = flat[panel]
+        panel += 1
         labels, entries, colors = [], [], []
         for view in common.WEB_VIEWS:
             for name in common.WEB_CONTENDERS:
                 labels.append(f"{name}\n{view}")
-                entries.append(web[name][view].get("requests_per_s"))
+                entries.append(web[workload][name][view].get("requests_per_s"))
                 colors.append(colours[name])
         bars(ax, labels, entries, colors)
         ax.set_title(
-            f"F: seeds' views under uvicorn, {sizes['f_concurrency']} concurrent", fontsize=10
+            f"{workload}: seeds' views under uvicorn, {sizes['f_concurrency']} concurrent, "
+            f"{'pools of ' + str(results['meta']['pool_size']) if workload == 'F' else 'no pool option'}",
+            fontsize=10,
         )
         ax.set_ylabel("requests/s (median, min-max)")
     for ax in flat[panels:]:

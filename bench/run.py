@@ -1,13 +1,16 @@
 """aorm against every peer, on one PostgreSQL database: ``make bench`` runs this.
 
-    python -m bench.run [--quick] [--out DIR] [--only a,b] [--no-web] [--keep-db]
+    python -m bench.run [--quick] [--out DIR] [--only a,b] [--no-web] [--no-sqlite] [--keep-db]
 
-1. Creates the database ``aorm_bench`` (dropped at the end), seeds 10,000 students.
+1. Creates the database ``aorm_bench`` (dropped at the end), seeds 10,000
+   students; the same in a SQLite file for the SQLite column.
 2. Workloads A-E: in each round, every contender runs in a fresh subprocess
    (``bench/worker.py``), one after the other, the order rotated by one each
    round; the table is reset between contenders (rows created by D removed).
-3. Workload F: the seeds' views under uvicorn, aorm and stock Django, loaded
-   at a fixed concurrency by ``bench/load.py``, in rounds as well.
+   Stock Django and aorm on SQLite run A, B and D in the same rounds.
+3. Workloads F and F0: the seeds' views under uvicorn, aorm and stock Django,
+   with a pool of 10 for both (F) and with no pool option (F0), loaded at a
+   fixed concurrency by ``bench/load.py``, in rounds as well.
 4. Writes results.json, results.md and results.png to ``--out``
    (bench/results, or bench/results/quick with ``--quick``).
 
@@ -26,6 +29,7 @@ import os
 import platform
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -96,7 +100,10 @@ def run_micro(contenders: list[str], sizes: common.Sizes) -> list[dict[str, Any]
         log(f"round {number + 1}/{sizes.rounds} (A-E): {', '.join(order)}")
         results = {}
         for name in order:
-            db.reset(sizes.rows)
+            if common.is_sqlite(name):
+                db.sqlite_reset(sizes.rows)
+            else:
+                db.reset(sizes.rows)
             started = time.perf_counter()
             results[name] = outcome = run_worker(name, sizes, seed=1000 + number)
             spent = time.perf_counter() - started
@@ -127,10 +134,15 @@ def peak_rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_server(mode: str) -> Iterator[tuple[int, int, dict[str, str]]]:
+def uvicorn_server(mode: str, pool: str) -> Iterator[tuple[int, int, dict[str, str]]]:
     """Serve the web app with ``mode``'s backend; yield (port, pid, info); info["stderr"] after."""
     port = free_port()
-    env = {**environment(), "BENCH_DJANGO": mode, "DJANGO_SETTINGS_MODULE": "bench.djsettings"}
+    env = {
+        **environment(),
+        "BENCH_DJANGO": mode,
+        "BENCH_POOL": pool,
+        "DJANGO_SETTINGS_MODULE": "bench.djsettings",
+    }
     command = [
         sys.executable, "-m", "uvicorn", "bench.webapp.asgi:application",
         "--host", "127.0.0.1", "--port", str(port),
@@ -164,11 +176,11 @@ def uvicorn_server(mode: str) -> Iterator[tuple[int, int, dict[str, str]]]:
             info["stderr"] = proc.communicate()[1]
 
 
-def run_view(mode: str, view: str, sizes: common.Sizes) -> dict[str, Any]:
+def run_view(mode: str, pool: str, view: str, sizes: common.Sizes) -> dict[str, Any]:
     db.reset_web()
     path = common.WEB_VIEWS[view]
     try:
-        with uvicorn_server(mode) as (port, pid, info):
+        with uvicorn_server(mode, pool) as (port, pid, info):
             warm = asyncio.run(
                 load.run("127.0.0.1", port, path, sizes.f_warmup, sizes.f_concurrency)
             )
@@ -198,18 +210,24 @@ def run_view(mode: str, view: str, sizes: common.Sizes) -> dict[str, Any]:
 
 
 def run_web(sizes: common.Sizes) -> list[dict[str, Any]]:
+    """Rounds of F and F0; each round's order of (workload, server) pairs rotated."""
+    pairs = [
+        f"{workload} {name}" for workload in common.WEB_WORKLOADS for name in common.WEB_CONTENDERS
+    ]
     rounds = []
     for number in range(sizes.f_rounds):
-        order = rotated(common.WEB_CONTENDERS, number)
-        log(f"round {number + 1}/{sizes.f_rounds} (F): {', '.join(order)}")
-        results: dict[str, dict[str, Any]] = {}
-        for name in order:
+        order = rotated(pairs, number)
+        log(f"round {number + 1}/{sizes.f_rounds} (F, F0): {', '.join(order)}")
+        results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in common.WEB_WORKLOADS}
+        for pair in order:
+            workload, name = pair.split(" ")
             mode = "stock" if name == "django-stock" else "aorm"
-            results[name] = {}
+            results[workload][name] = {}
             for view in common.WEB_VIEWS:
-                results[name][view] = outcome = run_view(mode, view, sizes)
+                pool = common.WEB_POOL[workload]
+                results[workload][name][view] = outcome = run_view(mode, pool, view, sizes)
                 log(
-                    f"  {name} {view}: "
+                    f"  {workload} {name} {view}: "
                     + (
                         outcome.get("error")
                         or f"{outcome['requests_per_s']:.0f} req/s, p50 {outcome['p50_ms']:.1f} ms, "
@@ -240,7 +258,8 @@ def summarise_micro(rounds: list[dict[str, Any]], contenders: list[str]) -> dict
                 {r["results"][name]["error"] for r in rounds if r["results"][name].get("error")}
             )
         }
-        for key in common.WORKLOADS:
+        reference = common.reference_of(name)
+        for key in common.workloads_of(name):
             values, ratios, cpu, errors = [], [], [], set()
             for r in rounds:
                 mine = r["results"][name]["workloads"].get(key, {})
@@ -250,7 +269,7 @@ def summarise_micro(rounds: list[dict[str, Any]], contenders: list[str]) -> dict
                     continue
                 values.append(mine["ops_per_s"])
                 cpu.append(mine["cpu_us_per_op"])
-                theirs = r["results"].get(common.REFERENCE, {}).get("workloads", {}).get(key, {})
+                theirs = r["results"].get(reference, {}).get("workloads", {}).get(key, {})
                 if "ops_per_s" in theirs:
                     ratios.append(mine["ops_per_s"] / theirs["ops_per_s"])
             entry: dict[str, Any] = {"errors": sorted(errors)}
@@ -264,33 +283,37 @@ def summarise_micro(rounds: list[dict[str, Any]], contenders: list[str]) -> dict
 
 
 def summarise_web(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per web workload (F, F0), server and view: medians, and the ratio to stock per round."""
     summary: dict[str, Any] = {}
-    for name in common.WEB_CONTENDERS:
-        summary[name] = {}
-        for view in common.WEB_VIEWS:
-            runs = [r["results"][name][view] for r in rounds]
-            good = [run for run in runs if "requests_per_s" in run and not run.get("error")]
-            entry: dict[str, Any] = {
-                "errors": sorted({run["error"] for run in runs if run.get("error")})
-            }
-            if good:
-                entry["requests_per_s"] = spread([run["requests_per_s"] for run in good])
-                entry["p50_ms"] = statistics.median(run["p50_ms"] for run in good)
-                entry["p99_ms"] = statistics.median(run["p99_ms"] for run in good)
-                entry["peak_rss_mib"] = max(run["peak_rss_mib"] for run in good)
-            ratios = []
-            for r in rounds:
-                mine, theirs = r["results"][name][view], r["results"][common.REFERENCE][view]
-                if (
-                    "requests_per_s" in mine
-                    and "requests_per_s" in theirs
-                    and not mine.get("error")
-                    and not theirs.get("error")
-                ):
-                    ratios.append(mine["requests_per_s"] / theirs["requests_per_s"])
-            if ratios:
-                entry["ratio"] = statistics.median(ratios)
-            summary[name][view] = entry
+    for workload in common.WEB_WORKLOADS:
+        summary[workload] = {}
+        for name in common.WEB_CONTENDERS:
+            summary[workload][name] = {}
+            for view in common.WEB_VIEWS:
+                runs = [r["results"][workload][name][view] for r in rounds]
+                good = [run for run in runs if "requests_per_s" in run and not run.get("error")]
+                entry: dict[str, Any] = {
+                    "errors": sorted({run["error"] for run in runs if run.get("error")})
+                }
+                if good:
+                    entry["requests_per_s"] = spread([run["requests_per_s"] for run in good])
+                    entry["p50_ms"] = statistics.median(run["p50_ms"] for run in good)
+                    entry["p99_ms"] = statistics.median(run["p99_ms"] for run in good)
+                    entry["peak_rss_mib"] = max(run["peak_rss_mib"] for run in good)
+                ratios = []
+                for r in rounds:
+                    mine = r["results"][workload][name][view]
+                    theirs = r["results"][workload][common.REFERENCE][view]
+                    if (
+                        "requests_per_s" in mine
+                        and "requests_per_s" in theirs
+                        and not mine.get("error")
+                        and not theirs.get("error")
+                    ):
+                        ratios.append(mine["requests_per_s"] / theirs["requests_per_s"])
+                if ratios:
+                    entry["ratio"] = statistics.median(ratios)
+                summary[workload][name][view] = entry
     return summary
 
 
@@ -333,15 +356,17 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, one round")
     parser.add_argument("--out", type=Path, help="results directory")
     parser.add_argument("--only", help="comma-separated contenders for A-E (default: all)")
-    parser.add_argument("--no-web", action="store_true", help="skip workload F")
-    parser.add_argument("--web-only", action="store_true", help="only workload F")
+    parser.add_argument("--no-web", action="store_true", help="skip workloads F and F0")
+    parser.add_argument("--web-only", action="store_true", help="only workloads F and F0")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite column")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     args = parser.parse_args()
 
     sizes = common.QUICK if args.quick else common.FULL
     out = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
-    contenders = args.only.split(",") if args.only else list(common.CONTENDERS)
-    unknown = set(contenders) - set(common.CONTENDERS)
+    every = common.CONTENDERS + ([] if args.no_sqlite else common.SQLITE_CONTENDERS)
+    contenders = args.only.split(",") if args.only else every
+    unknown = set(contenders) - set(common.CONTENDERS) - set(common.SQLITE_CONTENDERS)
     if unknown:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown))}")
 
@@ -358,6 +383,7 @@ def main() -> int:
         "postgresql": db.server_version(),
         "database": f"{common.DBNAME} at {common.HOST}:{common.PORT}",
         "pool_size": common.POOL_SIZE,
+        "sqlite": f"{sqlite3.sqlite_version}, file {common.SQLITE_FILE} (WAL)",
         "uvicorn_http": HTTP_IMPLEMENTATION,
         "versions": package_versions(),
         "install_failures": INSTALL_FAILURES.read_text().split()
@@ -366,12 +392,15 @@ def main() -> int:
     }
     log(f"creating {common.DBNAME} with {sizes.rows} students")
     db.create(sizes.rows)
+    if any(common.is_sqlite(name) for name in contenders):
+        db.sqlite_create(sizes.rows)
     try:
         micro = [] if args.web_only else run_micro(contenders, sizes)
         web = [] if args.no_web else run_web(sizes)
     finally:
         if not args.keep_db:
             db.drop()
+            db.sqlite_drop()
     meta["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["seconds"] = round(time.perf_counter() - started, 1)
     results = {

@@ -21,6 +21,11 @@ MODULES: dict[str, tuple[str, dict[str, Any]]] = {
     "django-async-backend": ("bench.contenders.django_orm", {"mode": "dab"}),
     "tortoise": ("bench.contenders.tortoise_orm", {}),
     "sqlalchemy": ("bench.contenders.sqlalchemy_orm", {}),
+    "django-stock-sqlite": (
+        "bench.contenders.django_orm",
+        {"mode": "stock", "database": "sqlite"},
+    ),
+    "aorm-sqlite": ("bench.contenders.django_orm", {"mode": "aorm", "database": "sqlite"}),
 }
 
 

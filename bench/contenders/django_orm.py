@@ -7,6 +7,9 @@
   closes it through ``request_finished`` in that thread; we do the same).
 - ``aorm``: ``aorm.backends.postgresql``, Django's unchanged API (``aget``,
   ``acreate``, ``await queryset``), in the same ``ThreadSensitiveContext``.
+- ``stock`` and ``aorm`` with ``database="sqlite"``: the same on the SQLite
+  file ``common.SQLITE_FILE``, Django's default settings for both (workloads
+  A, B and D).
 - ``dab``: django-async-backend, its own API (``Model.async_objects``), its
   psycopg ``AsyncConnectionPool``; a request is an ``async_new_connection()``
   scope (what its README prescribes for concurrent tasks: each gets its own
@@ -24,9 +27,11 @@ from bench import common
 
 
 class Contender:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, database: str = "postgresql") -> None:
         self.mode = mode
+        self.database = database
         os.environ["BENCH_DJANGO"] = mode
+        os.environ["BENCH_DATABASE"] = database
         os.environ["DJANGO_SETTINGS_MODULE"] = "bench.djsettings"
         import django
 
@@ -44,6 +49,8 @@ class Contender:
             "aorm": "aorm.backends.postgresql, Django's API (aget, await qs)",
             "dab": "django-async-backend, Model.async_objects",
         }[mode]
+        if database == "sqlite":
+            self.description = self.description.replace("postgresql", "sqlite3") + ", SQLite file"
 
     async def setup(self) -> None:
         pass
@@ -53,7 +60,7 @@ class Contender:
             from django_async_backend.db import async_connections
 
             await async_connections["default"].close_pool()
-        elif self.mode == "stock":
+        elif self.mode == "stock" and self.database == "postgresql":
             from asgiref.sync import sync_to_async
             from django.db import connection
 
@@ -104,7 +111,13 @@ class Contender:
             "Django": django.__version__,
             "psycopg": f"{psycopg.__version__} ({psycopg.pq.__impl__})",
         }
-        if self.mode == "stock":
+        if self.database == "sqlite":
+            import sqlite3
+
+            found["sqlite"] = sqlite3.sqlite_version
+            if self.mode == "aorm":
+                found["django-aorm"] = version("django-aorm")
+        elif self.mode == "stock":
             found["psycopg_pool"] = version("psycopg-pool")
         elif self.mode == "aorm":
             found["django-aorm"] = version("django-aorm")
