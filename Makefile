@@ -12,7 +12,7 @@ VENV := .venv
 VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
-.PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check
+.PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,13 +31,27 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check src tests examples conformance bench
 	$(VENV)/bin/mypy src
 
-test: lint $(VENV)/.installed bench-smoke wheel-check
+test: lint $(VENV)/.installed bench-smoke wheel-check browser
 	@$(VENV)/bin/python -m tests.runner $(VENV)
 	@if [ -n "$(NEXT_PYTHON)" ]; then \
 		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
 		$(VENV_NEXT)/bin/python -m tests.runner $(VENV_NEXT); \
 	else \
 		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
+	fi
+
+# Debian's chromium and chromedriver for the demo page's browser test
+# (tests/test_example_app.py), installed where apt-get works; elsewhere that
+# test is skipped with a line saying why.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium and chromium-driver (apt-get) for the browser test"; \
+			(apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null 2>&1 \
+				|| echo "chromium: apt-get install failed; the browser test will be skipped"; \
+		else \
+			echo "chromium: not installed, no apt-get as root; the browser test will be skipped"; \
+		fi; \
 	fi
 
 # What `pip install` of a built wheel gives a user: sdist and wheel built,
@@ -60,15 +74,24 @@ conformance: $(VENV)/.installed
 	fi; \
 	exit $$status
 
-# The example app on SQLite (or DATABASE_URL=postgres://...), under uvicorn.
+# The example app (examples/school) under uvicorn on http://127.0.0.1:$(PORT).
+# PORT (default 8000); DEBUG=1 (default: a 500 carries its traceback) or 0;
+# DATABASE_URL (default sqlite:///examples/school/school.sqlite3, or
+# postgres://user@host:port/name: created when missing, if the user may).
+# Repeatable: migrations and sample students are applied once.
+# `make demo-reset` removes the demo's database (the SQLite file, or drops the
+# PostgreSQL database DATABASE_URL names).
 PORT ?= 8000
 DEMO := cd examples/school && ../../$(VENV)/bin/python
 
 demo: $(VENV)/.installed
-	$(DEMO) manage.py migrate --noinput -v 0
-	$(DEMO) manage.py load_students
+	@$(DEMO) manage.py demo_database --create
+	@$(DEMO) manage.py migrate --noinput -v 0
+	@$(DEMO) manage.py load_students
 	@echo ""
-	@echo "aorm demo: the seeds' async views on http://127.0.0.1:$(PORT) (Ctrl-C stops)"
+	@echo "aorm demo: the seeds' async views on http://127.0.0.1:$(PORT)/ (Ctrl-C stops)"
+	@echo "  Open http://127.0.0.1:$(PORT)/ in a browser: every endpoint, with a form to try it."
+	@echo "  Or with curl (every answer is JSON, errors too):"
 	@echo "  curl http://127.0.0.1:$(PORT)/students/"
 	@echo "  curl http://127.0.0.1:$(PORT)/example/"
 	@echo "  curl http://127.0.0.1:$(PORT)/students/1/"
@@ -77,10 +100,19 @@ demo: $(VENV)/.installed
 	@echo "  curl -X DELETE http://127.0.0.1:$(PORT)/students/1/"
 	@echo "  curl -X POST -d '[{\"name\": \"A\", \"age\": 1}, {\"name\": \"B\", \"age\": 2}]' http://127.0.0.1:$(PORT)/students/enrol/"
 	@echo ""
+	@echo "  /example/ is the seeds' example_view, verbatim: it creates \"Ravi\" and then"
+	@echo "  aget(name=\"Ravi\"), so from its second call there are two Ravis and it answers"
+	@echo "  500 MultipleObjectsReturned, exactly as in stock Django. make demo-reset starts over."
+	@echo "  Settings: PORT=$(PORT), DEBUG=$${DEBUG:-1} (0: no traceback in 500s), DATABASE_URL=$${DATABASE_URL:-sqlite:///examples/school/school.sqlite3}"
+	@echo ""
 	$(DEMO) -m uvicorn school.asgi:application --host 127.0.0.1 --port $(PORT)
 
+demo-reset: $(VENV)/.installed
+	@$(DEMO) manage.py demo_database --drop
+
 clean:
-	rm -rf $(VENV) $(VENV_NEXT) build src/*.egg-info
+	rm -rf $(VENV) $(VENV_NEXT) build dist src/*.egg-info
+	rm -f examples/school/school.sqlite3 examples/school/school.sqlite3-wal examples/school/school.sqlite3-shm
 
 # `make bench`: aorm against its peers on PostgreSQL (bench/README.md), in a
 # virtual environment of its own (bench/.venv: Python 3.12+ for Django 6.x and

@@ -1,6 +1,7 @@
 """The seeds' school project, on aorm.
 
-The database comes from ``DATABASE_URL`` (``sqlite:///path`` or
+``DEBUG`` (``1``, the default, or ``0``) and the database come from the
+environment. The database comes from ``DATABASE_URL`` (``sqlite:///path`` or
 ``postgres://user@host:port/name``); without it, a SQLite file next to this
 project.
 """
@@ -17,8 +18,21 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 USE_TZ = True
 
 INSTALLED_APPS = ["aorm", "students"]
-# A JSON API for curl and scripts: no sessions, no CSRF (add them for browser forms).
-MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+# A JSON API for curl, scripts and the page at /, whose forms send JSON with
+# fetch(): no sessions, no CSRF (add them for a site with logins). Every error
+# is JSON (school/middleware.py), with a traceback only when DEBUG is on.
+MIDDLEWARE = [
+    "school.middleware.JsonErrorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+# Errors are logged on the console whatever DEBUG says (Django's default only
+# logs them with DEBUG on).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False}},
+}
 ROOT_URLCONF = "school.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

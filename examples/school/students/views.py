@@ -1,9 +1,10 @@
 """The seeds' async views, verbatim, and the rest of a small JSON API around them."""
 
 import json
+from pathlib import Path
 
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import aget_object_or_404
 from django.views.decorators.http import require_http_methods
 
@@ -44,6 +45,29 @@ def load_json(body: bytes) -> object:
         return json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
+
+
+NAME_MAX_LENGTH = Student._meta.get_field("name").max_length
+
+
+def validate_name(name: object) -> None:
+    """What the database would reject, rejected first and alike on every database.
+
+    PostgreSQL refuses a name longer than the column (SQLite stores it) and any NUL
+    character (SQLite stores it too); neither stores a lone surrogate.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest('"name" must be a non-empty string')
+    if NAME_MAX_LENGTH is not None and len(name) > NAME_MAX_LENGTH:
+        raise BadRequest(f'"name" must be at most {NAME_MAX_LENGTH} characters, not {len(name)}')
+    if "\x00" in name:
+        raise BadRequest('"name" must not contain NUL (\\u0000) characters')
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise BadRequest('"name" must be valid Unicode (no lone surrogates)') from None
 
 
 def validate_student(data: object, *, partial: bool = False) -> dict[str, object]:
@@ -54,8 +78,8 @@ def validate_student(data: object, *, partial: bool = False) -> dict[str, object
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     if not partial and set(data) != {"name", "age"}:
         raise BadRequest('both "name" and "age" are required')
-    if "name" in data and (not isinstance(data["name"], str) or not data["name"].strip()):
-        raise BadRequest('"name" must be a non-empty string')
+    if "name" in data:
+        validate_name(data["name"])
     if "age" in data and (type(data["age"]) is not int or not 0 <= data["age"] <= 150):
         raise BadRequest('"age" must be an integer between 0 and 150')
     return data
@@ -104,3 +128,12 @@ async def enrol_class(request: HttpRequest) -> JsonResponse:
     except BadRequest as error:
         return bad_request(error)
     return JsonResponse([s.as_dict() for s in created], safe=False, status=201)
+
+
+INDEX_HTML = (Path(__file__).parent / "index.html").read_bytes()
+
+
+@require_http_methods(["GET", "HEAD"])
+async def index(request: HttpRequest) -> HttpResponse:
+    """A page that lists the endpoints, with a form per endpoint to try it from a browser."""
+    return HttpResponse(INDEX_HTML, content_type="text/html; charset=utf-8")
