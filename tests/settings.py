@@ -51,12 +51,25 @@ elif DATABASE == "sqlite":
     _test = {"NAME": _file}
     _unpooled = {"pool": False}
 else:
-    raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql or sqlite")
+    raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql, sqlite or mysql")
 
 DATABASES = {
     # The alias under test: aorm's backend, pooled where the database pools.
     "default": {
         "ENGINE": _aorm_engine,
+elif DATABASE == "mysql":
+    # MariaDB or MySQL; the test database is created by Django, named by TEST_NAME.
+    _server = {
+        "NAME": os.environ.get("AORM_TEST_USE_NAME", "mysql"),
+        "USER": os.environ.get("AORM_MYSQL_USER", "root"),
+        "HOST": os.environ.get("AORM_MYSQL_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("AORM_MYSQL_PORT", "3306"),
+    }
+    _aorm_engine = "aorm.backends.mysql"
+    _stock_engine = "django.db.backends.mysql"
+    _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
+    _test = {"NAME": TEST_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    _unpooled = {"pool": False}
         **_server,
         "OPTIONS": _pool,
         "TEST": _test,

@@ -1,0 +1,1 @@
+"""MySQL and MariaDB: Django's mysql backend, with native async I/O inside the bridge."""

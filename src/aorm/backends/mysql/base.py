@@ -1,0 +1,153 @@
+"""MySQL and MariaDB: Django's backend; in the bridge, its I/O runs on an asyncio driver.
+
+Outside the bridge (sync views, migrations, management commands, the admin)
+this is Django's ``django.db.backends.mysql`` on mysqlclient, unchanged, except
+that ``OPTIONS`` may hold aorm's ``pool``, which never reaches mysqlclient.
+Inside it, Django's own backend code (its SQL, its ``CursorWrapper``, its error
+wrapper, its transaction and savepoint statements) runs on a MySQLdb-shaped
+adapter over asyncmy (``driver.py``), taking connections from aorm's pool for
+the running event loop: without ``OPTIONS["pool"]``, aorm's default pool
+(:data:`aorm._pool.DEFAULT_OPTIONS`); ``True`` or the pool's options; ``False``,
+a connection per operation. ``CONN_MAX_AGE`` applies to sync code only.
+
+Django's per-connection setup (``SET SESSION TRANSACTION ISOLATION LEVEL``...)
+runs once per pooled connection, and the server facts Django reads once per
+wrapper (``mysql_server_data``: version, ``sql_mode``, time zone tables) once
+per pool.
+
+Which driver, measured (``tests/mysql_driver_bench.py``): ``aget()`` by primary
+key through aorm on MariaDB 10.11 on loopback, 2 shared cores, pool of 1, µs
+per call, best of 5 runs of 2,000 calls; the same adapter on each driver,
+only the driver's connect/cursor differ::
+
+                                      Python 3.11   Python 3.12
+                                      Django 5.2    Django 6.1
+    asyncmy 0.2 (Cython)                 DRIVER_TABLE_ASYNCMY
+    aiomysql 0.3 (PyMySQL, pure Python)  DRIVER_TABLE_AIOMYSQL
+    stock aget() (mysqlclient, thread)   DRIVER_TABLE_STOCK
+
+DRIVER_CHOICE
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.mysql import base as django_mysql
+from django.utils.asyncio import async_unsafe
+from django.utils.functional import cached_property
+
+from aorm import _loops
+from aorm._pool import DEFAULT_OPTIONS, pool_key
+from aorm.backends.base import BridgedDatabaseWrapper
+from aorm.backends.mysql.driver import (
+    Connection,
+    Connector,
+    Pooled,
+    Unpooled,
+    check_connection,
+)
+from aorm.bridge import in_bridge
+
+__all__ = ["DatabaseWrapper"]
+
+
+async def _close_pool(pool: Pooled | Unpooled) -> None:
+    await pool.aclose()
+
+
+class _NativeIO(django_mysql.DatabaseWrapper):  # type: ignore[misc]
+    """Django's mysql wrapper, taking its connections from aorm's pool inside the bridge.
+
+    Methods Django guards with ``async_unsafe`` are guarded here too:
+    :class:`BridgedDatabaseWrapper` lets the bridge through.
+    """
+
+    aorm_pool_options: Any = None
+
+    def get_connection_params(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = super().get_connection_params()
+        self.aorm_pool_options = kwargs.pop("pool", None)
+        return kwargs
+
+    @async_unsafe  # type: ignore[misc]
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if not in_bridge():
+            return super().get_new_connection(conn_params)
+        pool = _loops.for_running_loop().get(
+            pool_key(self.alias), partial(self._new_pool, conn_params), _close_pool
+        )
+        return pool.getconn()
+
+    def _new_pool(self, conn_params: dict[str, Any]) -> Pooled | Unpooled:
+        connector = Connector(self.alias, conn_params)
+        options = self.aorm_pool_options
+        if options is False:
+            return Unpooled(connector)
+        if options is None:
+            options = {**DEFAULT_OPTIONS}
+        else:
+            options = {} if options is True else {**options}
+        if self.settings_dict["CONN_HEALTH_CHECKS"]:
+            options.setdefault("check", check_connection)
+        return Pooled(connector, options)
+
+    def init_connection_state(self) -> None:
+        connection = self.connection
+        if not isinstance(connection, Connection):
+            super().init_connection_state()
+        elif connection.configured:
+            # A pooled connection keeps its session settings: only Django's
+            # once-per-alias version check is left to do.
+            BaseDatabaseWrapper.init_connection_state(self)
+        else:
+            with self._setup_cursors():
+                super().init_connection_state()
+            connection.configured = True
+
+    @cached_property
+    def mysql_server_data(self) -> dict[str, Any]:
+        connection = self.connection
+        source = connection.source if isinstance(connection, Connection) else None
+        if source is None:
+            return django_mysql.DatabaseWrapper.mysql_server_data.func(self)  # type: ignore[no-any-return]
+        if source.server_data is None:
+            with self._setup_cursors():
+                source.server_data = django_mysql.DatabaseWrapper.mysql_server_data.func(self)
+        return source.server_data
+
+    @contextlib.contextmanager
+    def _setup_cursors(self) -> Iterator[None]:
+        """Django's own setup queries on a pooled connection go straight to it.
+
+        They are the connection's, not the user's: as on PostgreSQL and SQLite,
+        where Django configures a connection on the driver directly, they are
+        neither logged nor counted by ``assertNumQueries``.
+        """
+        if "cursor" in self.__dict__:  # already inside
+            yield
+            return
+
+        @contextlib.contextmanager
+        def cursor() -> Iterator[Any]:
+            with self.wrap_database_errors, self.connection.cursor() as raw_cursor:
+                yield raw_cursor
+
+        self.cursor = cursor
+        try:
+            yield
+        finally:
+            del self.cursor
+
+
+class DatabaseWrapper(BridgedDatabaseWrapper, _NativeIO):
+    def aorm_park(self) -> bool:
+        pooled = getattr(self.connection, "pool", None)
+        if not isinstance(pooled, Pooled) or not in_bridge() or not self.aorm_pristine():
+            return False
+        pooled.park(self)
+        return True

@@ -1,0 +1,570 @@
+"""A MySQLdb-shaped connection over an asyncio MySQL driver, driven from the bridge.
+
+Django's mysql backend talks to mysqlclient (``MySQLdb``): ``cursor()``,
+``autocommit(on)``, ``commit()``, ``ping()``, ``encoders``/``escape()`` and
+MySQLdb's exception classes, which its error wrapper and its ``CursorWrapper``
+inspect. :class:`Connection` and :class:`Cursor` give it that face over an
+async driver's connection; every call that reaches the server is awaited on the
+event loop through :func:`aorm.bridge.await_`.
+
+- A statement's rows come back with its ``execute`` (one await), as with
+  mysqlclient's default buffered cursor; fetches never wait. Extra result sets
+  of a multi-statement string (Django's ``SET ...; SET ...``) are read at once,
+  so a connection is never left with unread results.
+- Driver errors become MySQLdb's classes with the same ``args``
+  (``(errno, message)``), chosen by error code exactly as mysqlclient chooses
+  them, so Django raises the same ``IntegrityError``/``DataError``/
+  ``OperationalError``... as on its own backend.
+- A call abandoned by cancellation (a client disconnect, a timeout) kills the
+  server-side statement with ``KILL QUERY`` over a separate connection and
+  closes this one: its protocol state is unknown, it is never reused.
+
+Connections are pooled per event loop by :class:`aorm._pool.AsyncPool`
+(:class:`Pooled`); ``OPTIONS["pool"] = False`` opens one per operation
+(:class:`Unpooled`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import MySQLdb
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.utils import typecast_time
+from MySQLdb.constants import CR, ER, FIELD_TYPE
+
+from aorm._pool import AsyncPool
+from aorm.bridge import await_, in_bridge
+
+__all__ = [
+    "DRIVER",
+    "DRIVERS",
+    "Connection",
+    "Connector",
+    "Cursor",
+    "Driver",
+    "Pooled",
+    "Unpooled",
+    "check_connection",
+    "mysqldb_error",
+]
+
+_IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
+_AUTOCOMMIT = 2  # SERVER_STATUS_AUTOCOMMIT
+_KILL_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Driver:
+    """What differs between the asyncio drivers aorm can run on."""
+
+    name: str
+    connect: Callable[..., Awaitable[Any]]
+    new_cursor: Callable[[Any], Awaitable[Any]]
+    error: type[BaseException]  # the root of the driver's exceptions
+    database_key: str
+    conversions: dict[Any, Any]  # Django's choice: TIME columns as datetime.time
+
+
+def _asyncmy() -> Driver:
+    import asyncmy
+    from asyncmy import converters
+
+    async def new_cursor(raw: Any) -> Any:
+        return raw.cursor()
+
+    return Driver(
+        "asyncmy",
+        asyncmy.connect,
+        new_cursor,
+        asyncmy.errors.MySQLError,
+        "database",
+        {**converters.conversions, FIELD_TYPE.TIME: typecast_time},
+    )
+
+
+def _aiomysql() -> Driver:
+    import aiomysql
+    import pymysql
+    from pymysql import converters
+
+    async def new_cursor(raw: Any) -> Any:
+        return await raw.cursor()
+
+    return Driver(
+        "aiomysql",
+        aiomysql.connect,
+        new_cursor,
+        pymysql.err.MySQLError,
+        "db",
+        {**converters.decoders, FIELD_TYPE.TIME: typecast_time},
+    )
+
+
+DRIVERS: dict[str, Callable[[], Driver]] = {"asyncmy": _asyncmy, "aiomysql": _aiomysql}
+DRIVER = "asyncmy"  # chosen by measurement: see aorm.backends.mysql.base
+
+
+# -- errors
+
+# mysqlclient's classification of error codes (its _mysql.c, _mysql_Exception);
+# any other code is an OperationalError, or an InternalError below 1000.
+_CLASS_OF_CODE: dict[int, type[MySQLdb.Error]] = {
+    0: MySQLdb.InterfaceError,
+    **dict.fromkeys(
+        (
+            CR.COMMANDS_OUT_OF_SYNC,
+            ER.DB_CREATE_EXISTS,
+            ER.SYNTAX_ERROR,
+            ER.PARSE_ERROR,
+            ER.NO_SUCH_TABLE,
+            ER.WRONG_DB_NAME,
+            ER.WRONG_TABLE_NAME,
+            ER.FIELD_SPECIFIED_TWICE,
+            ER.INVALID_GROUP_FUNC_USE,
+            ER.UNSUPPORTED_EXTENSION,
+            ER.TABLE_MUST_HAVE_COLUMNS,
+            ER.CANT_DO_THIS_DURING_AN_TRANSACTION,
+        ),
+        MySQLdb.ProgrammingError,
+    ),
+    **dict.fromkeys(
+        (
+            ER.WARN_DATA_TRUNCATED,
+            ER.WARN_DATA_OUT_OF_RANGE,
+            ER.NO_DEFAULT,
+            ER.PRIMARY_CANT_HAVE_NULL,
+            ER.DATA_TOO_LONG,
+            ER.DATETIME_FUNCTION_OVERFLOW,
+        ),
+        MySQLdb.DataError,
+    ),
+    **dict.fromkeys(
+        (
+            ER.DUP_ENTRY,
+            ER.DUP_UNIQUE,
+            ER.NO_REFERENCED_ROW,
+            ER.NO_REFERENCED_ROW_2,
+            ER.ROW_IS_REFERENCED,
+            ER.ROW_IS_REFERENCED_2,
+            ER.CANNOT_ADD_FOREIGN,
+            ER.NO_DEFAULT_FOR_FIELD,
+            ER.BAD_NULL_ERROR,
+        ),
+        MySQLdb.IntegrityError,
+    ),
+    **dict.fromkeys(
+        (
+            ER.WARNING_NOT_COMPLETE_ROLLBACK,
+            ER.NOT_SUPPORTED_YET,
+            ER.FEATURE_DISABLED,
+            ER.UNKNOWN_STORAGE_ENGINE,
+        ),
+        MySQLdb.NotSupportedError,
+    ),
+}
+
+
+def mysqldb_error(exc: BaseException) -> MySQLdb.Error:
+    """The MySQLdb exception mysqlclient would have raised for the driver's ``exc``."""
+    args = exc.args
+    if isinstance(exc, OSError | EOFError | asyncio.IncompleteReadError):
+        args = (CR.SERVER_LOST, f"Lost connection to server during query ({exc!r})")
+    code = args[0] if args and isinstance(args[0], int) else None
+    if code is None:
+        cls = getattr(MySQLdb, type(exc).__name__, MySQLdb.OperationalError)
+        if not (isinstance(cls, type) and issubclass(cls, MySQLdb.Error)):
+            cls = MySQLdb.OperationalError
+        return cls(*args)
+    default = MySQLdb.InternalError if 0 < code < 1000 else MySQLdb.OperationalError
+    return _CLASS_OF_CODE.get(code, default)(*args)
+
+
+# -- the connection Django holds
+
+_T = Any
+
+
+class Connection:
+    """A MySQLdb-shaped connection; its I/O is awaited on the loop, from the bridge."""
+
+    def __init__(self, raw: Any, source: Connector) -> None:
+        self.raw = raw
+        self.source = source
+        self.pool: Pooled | Unpooled | None = None  # where Django's close() returns it
+        self.parked: Any = None  # the DatabaseWrapper kept with it between operations
+        self.configured = False  # Django's per-connection setup ran
+        self.broken = False  # abandoned mid-call or lost: never reused
+        self._thread_id = raw.thread_id()
+
+    # -- the I/O
+
+    def io(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``coroutine`` on the loop; driver errors become MySQLdb's."""
+        if self.broken:
+            coroutine.close()
+            raise MySQLdb.OperationalError(
+                CR.SERVER_GONE_ERROR,
+                "MySQL server has gone away (aorm: this connection was closed after a "
+                "cancelled or failed call)",
+            )
+        try:
+            return await_(coroutine)
+        except asyncio.CancelledError:
+            self.abandon()
+            raise
+        except (self.source.driver.error, OSError, EOFError) as exc:
+            error = mysqldb_error(exc)
+            if not self.raw.connected or isinstance(exc, OSError | EOFError):
+                self.broken = True
+            raise error.with_traceback(exc.__traceback__) from None
+
+    def abandon(self) -> None:
+        """A call was cancelled mid-flight: stop the server's work, drop the connection."""
+        self.broken = True
+        try:
+            with contextlib.suppress(Exception):  # best effort: the connection goes anyway
+                await_(self.source.kill_query(self._thread_id))
+        finally:
+            self.raw.close()
+
+    # -- MySQLdb's connection API, as Django uses it
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def autocommit(self, on: bool) -> None:
+        if self.raw.get_autocommit() != bool(on):
+            self.io(self.raw.autocommit(bool(on)))
+
+    def get_autocommit(self) -> bool:
+        return bool(self.raw.get_autocommit())
+
+    def commit(self) -> None:
+        self.io(self.raw.commit())
+
+    def rollback(self) -> None:
+        self.io(self.raw.rollback())
+
+    def ping(self) -> None:
+        self.io(self.raw.ping(reconnect=False))
+
+    def close(self) -> None:
+        """Django is done with the connection: give it back to its pool."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.putconn(self)
+        elif not self.broken:
+            self.broken = True
+            self.raw.close()
+
+    @property
+    def open(self) -> bool:
+        return bool(self.raw.connected) and not self.broken
+
+    @property
+    def closed(self) -> bool:
+        return not self.open
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.raw.server_status & _IN_TRANS)
+
+    @property
+    def encoders(self) -> dict[Any, Any]:
+        return getattr(self.raw, "encoders", None) or self.raw._encoders  # type: ignore[no-any-return]
+
+    def escape(self, value: Any, mapping: Any = None) -> str:
+        return self.raw.escape(value, mapping)  # type: ignore[no-any-return]
+
+    def literal(self, value: Any) -> str:
+        return self.raw.literal(value)  # type: ignore[no-any-return]
+
+    def thread_id(self) -> int:
+        return int(self._thread_id)
+
+    def get_server_info(self) -> str:
+        return self.raw.get_server_info()  # type: ignore[no-any-return]
+
+    def character_set_name(self) -> str:
+        return self.raw.character_set_name()  # type: ignore[no-any-return]
+
+    def show_warnings(self) -> Any:
+        return self.io(self.raw.show_warnings())
+
+
+async def _execute(
+    driver: Driver, raw: Any, query: str, args: Any, many: bool
+) -> tuple[Sequence[Any], Any, int, Any, Any]:
+    """One statement (or ``executemany``), its rows, and every further result set read."""
+    cursor = await driver.new_cursor(raw)
+    try:
+        if many:
+            await cursor.executemany(query, args)
+        else:
+            await cursor.execute(query, args)
+        description = cursor.description
+        rows = (await cursor.fetchall()) if description else ()
+        outcome = (rows or (), description, cursor.rowcount, cursor.lastrowid, cursor._executed)
+        while await cursor.nextset():
+            pass
+        return outcome
+    finally:
+        await cursor.close()
+
+
+class Cursor:
+    """A MySQLdb-shaped buffered cursor: ``execute`` brings every row back."""
+
+    arraysize = 1
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._rows: Sequence[Any] = ()
+        self._position = 0
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: Any = None
+        self._executed: Any = None
+
+    def _run(self, query: Any, args: Any, many: bool) -> int:
+        connection = self.connection
+        self._rows, self._position = (), 0
+        self.description, self.rowcount = None, -1
+        rows, description, rowcount, lastrowid, executed = connection.io(
+            _execute(connection.source.driver, connection.raw, query, args, many)
+        )
+        self._rows, self.description, self.rowcount = rows, description, rowcount
+        self.lastrowid, self._executed = lastrowid, executed
+        return int(rowcount)
+
+    def execute(self, query: Any, args: Any = None) -> int:
+        return self._run(query, args, False)
+
+    def executemany(self, query: Any, args: Any) -> int | None:
+        # Materialised here: a lazy iterable may run ORM code, which stays on the loop.
+        return self._run(query, list(args), True)
+
+    def fetchone(self) -> Any:
+        if self._position >= len(self._rows):
+            return None
+        row = self._rows[self._position]
+        self._position += 1
+        return row
+
+    # Tuples, as MySQLdb returns them: Django's end-of-rows sentinel is ``()``.
+    def fetchmany(self, size: int | None = None) -> tuple[Any, ...]:
+        end = self._position + (self.arraysize if size is None else size)
+        rows = tuple(self._rows[self._position : end])
+        self._position += len(rows)
+        return rows
+
+    def fetchall(self) -> tuple[Any, ...]:
+        rows = tuple(self._rows[self._position :])
+        self._position = len(self._rows)
+        return rows
+
+    def close(self) -> None:
+        self._rows, self._position = (), 0
+
+    def nextset(self) -> None:
+        return None  # further result sets were read (and dropped) with execute
+
+    def setinputsizes(self, *args: Any) -> None:
+        pass
+
+    def setoutputsizes(self, *args: Any) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchone, None)
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# -- opening connections
+
+# mysqlclient's connect() arguments that the async driver takes under the same name.
+_SAME = {
+    "host",
+    "user",
+    "password",
+    "port",
+    "unix_socket",
+    "charset",
+    "sql_mode",
+    "read_default_file",
+    "read_default_group",
+    "init_command",
+    "connect_timeout",
+    "read_timeout",
+    "ssl",
+    "autocommit",
+    "local_infile",
+    "client_flag",
+    "binary_prefix",
+    "server_public_key",
+    "use_unicode",
+}
+_DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/tmp/mysql.sock")
+
+
+def default_socket() -> str | None:
+    """Where libmysqlclient looks for the server when HOST is empty or ``localhost``."""
+    for path in (os.environ.get("MYSQL_UNIX_PORT"), *_DEFAULT_SOCKETS):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+def driver_kwargs(alias: str, driver: Driver, conn_params: dict[str, Any]) -> dict[str, Any]:
+    """Django's mysqlclient ``connect()`` arguments, for the async driver."""
+    params = dict(conn_params)
+    params.pop("conv", None)  # mysqlclient's converters: the driver's, as Django sets them up
+    if "passwd" in params:
+        params.setdefault("password", params.pop("passwd"))
+    database = params.pop("database", params.pop("db", None))
+    unknown = set(params) - _SAME
+    if unknown:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']: {', '.join(sorted(unknown))} "
+            f"cannot be passed to {driver.name}, aorm's async MySQL driver; it takes "
+            f"{', '.join(sorted(_SAME - {'host', 'user', 'password', 'port'}))}."
+        )
+    if params.get("host", "localhost") == "localhost" and "unix_socket" not in params:
+        # As libmysqlclient does: "localhost" (or no host) means the local socket.
+        socket_path = default_socket()
+        if socket_path is not None:
+            params["unix_socket"] = socket_path
+    params.setdefault("autocommit", None)  # the server's (on); Django sets it right after
+    params["conv"] = driver.conversions
+    if database:
+        params[driver.database_key] = database
+    return params
+
+
+class Connector:
+    """How one event loop opens, judges and closes connections to one database."""
+
+    def __init__(self, alias: str, conn_params: dict[str, Any]) -> None:
+        self.alias = alias
+        self.driver = DRIVERS[DRIVER]()
+        self.kwargs = driver_kwargs(alias, self.driver, conn_params)
+        self.server_data: dict[str, Any] | None = None  # Django's mysql_server_data, shared
+
+    async def open(self) -> Connection:
+        try:
+            raw = await self.driver.connect(**self.kwargs)
+        except (self.driver.error, OSError) as exc:
+            raise mysqldb_error(exc) from exc
+        return Connection(raw, self)
+
+    async def kill_query(self, thread_id: int) -> None:
+        """``KILL QUERY`` over a connection of its own, opened for that."""
+        kwargs = {**self.kwargs, "init_command": None, "connect_timeout": _KILL_TIMEOUT}
+        async with asyncio.timeout(_KILL_TIMEOUT):
+            raw = await self.driver.connect(**kwargs)
+            try:
+                cursor = await self.driver.new_cursor(raw)
+                await cursor.execute(f"KILL QUERY {int(thread_id)}")
+                await cursor.close()
+            finally:
+                raw.close()
+
+    def reusable(self, connection: Connection) -> bool:
+        """Open, in autocommit, outside a transaction: safe for the next borrower."""
+        raw = connection.raw
+        return (
+            connection.open
+            and bool(raw.server_status & _AUTOCOMMIT)
+            and not raw.server_status & _IN_TRANS
+        )
+
+    async def close(self, connection: Connection) -> None:
+        connection.parked = None
+        if connection.open:
+            connection.broken = True
+            await connection.raw.ensure_closed()
+        else:
+            connection.raw.close()
+
+
+class Pooled:
+    """Django's ``getconn``/``putconn`` over aorm's async pool, in the bridge."""
+
+    def __init__(self, connector: Connector, options: dict[str, Any]) -> None:
+        self.connector = connector
+        self.pool: AsyncPool[Connection] = AsyncPool(
+            connector.alias, connector.open, connector.close, connector.reusable, options
+        )
+
+    def getconn(self) -> Connection:
+        connection = await_(self.pool.acquire())
+        connection.pool = self
+        return connection
+
+    def putconn(self, connection: Connection) -> None:
+        connection.pool = None
+        await_(self.pool.release(connection))
+
+    def park(self, wrapper: Any) -> None:
+        """Give the wrapper's connection back with the wrapper riding along."""
+        connection = wrapper.connection
+        connection.pool = None
+        connection.parked = wrapper
+        await_(self.pool.release(connection))
+
+    def take_parked(self) -> Any:
+        """A parked wrapper, connected and pristine, or None (Django then builds one)."""
+        connection = await_(self.pool.acquire())
+        wrapper, connection.parked = connection.parked, None
+        if wrapper is None:
+            await_(self.pool.release(connection))
+        else:
+            connection.pool = self
+        return wrapper
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class Unpooled:
+    """No pool: each operation opens its own connection and closes it."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+
+    def getconn(self) -> Connection:
+        connection = await_(self.connector.open())
+        connection.pool = self
+        return connection
+
+    def putconn(self, connection: Connection) -> None:
+        connection.pool = None
+        await_(self.connector.close(connection))
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def check_connection(connection: Connection) -> None:
+    """The pool's health check (``CONN_HEALTH_CHECKS``): a ping."""
+    try:
+        await connection.raw.ping(reconnect=False)
+    except BaseException:
+        connection.broken = True
+        raise
+
+
+def in_async_io(connection: Any) -> bool:
+    """Whether ``connection`` is this module's, used from the bridge."""
+    return isinstance(connection, Connection) and in_bridge()
