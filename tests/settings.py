@@ -15,9 +15,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
     "aorm",
     "tests.app",
 ]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+# Fast hashing: the tests log users in, and hashing is not what they measure.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ROOT_URLCONF = "tests.app.urls"
 ALLOWED_HOSTS = ["*"]
 
@@ -50,13 +57,6 @@ elif DATABASE == "sqlite":
     _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
     _test = {"NAME": _file}
     _unpooled = {"pool": False}
-else:
-    raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql, sqlite or mysql")
-
-DATABASES = {
-    # The alias under test: aorm's backend, pooled where the database pools.
-    "default": {
-        "ENGINE": _aorm_engine,
 elif DATABASE == "mysql":
     # MariaDB or MySQL; the test database is created by Django, named by TEST_NAME.
     _server = {
@@ -70,6 +70,13 @@ elif DATABASE == "mysql":
     _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
     _test = {"NAME": TEST_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     _unpooled = {"pool": False}
+else:
+    raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql, sqlite or mysql")
+
+DATABASES = {
+    # The alias under test: aorm's backend, pooled where the database pools.
+    "default": {
+        "ENGINE": _aorm_engine,
         **_server,
         "OPTIONS": _pool,
         "TEST": _test,

@@ -6,9 +6,9 @@ loop, on async drivers, with no thread pool in between.
 """
 
 from aorm._pool import PoolStats, PoolTimeout, pool_stats
-from aorm._scope import run
-from aorm._transaction import aget_autocommit, aget_rollback, aset_rollback
-from aorm.bridge import BridgeError, await_
+from aorm._scope import await_, run
+from aorm._transaction import aget_autocommit, aget_rollback, aon_commit, aset_rollback
+from aorm.bridge import BridgeError
 
 __all__ = [
     "BridgeError",
@@ -16,6 +16,7 @@ __all__ = [
     "PoolTimeout",
     "aget_autocommit",
     "aget_rollback",
+    "aon_commit",
     "aset_rollback",
     "await_",
     "pool_stats",

@@ -1,20 +1,33 @@
-"""Django's async ORM API, routed through the bridge on aorm aliases.
+"""Django's async APIs, routed through the bridge on aorm aliases.
 
 Django's async methods (``aget``, ``acreate``, ``asave``, related managers'
-``aadd``...) are one-liners: ``await sync_to_async(self.get)(...)``. aorm
-replaces the name ``sync_to_async`` in the modules that define them with
-``route``, which looks at the object the method belongs to: if every database
-alias it can use is an aorm alias, the synchronous method runs natively through
-the bridge; otherwise Django's ``sync_to_async`` runs it in a thread, exactly as
-before. Django's method bodies are not copied, so methods added by later Django
-versions are covered as they appear.
+``aadd``, sessions' ``aload``, ``Signal.asend``...) are mostly one-liners:
+``await sync_to_async(self.get)(...)``. aorm replaces the name
+``sync_to_async`` in the modules that define them with a router that looks at
+what the call works on: if the work touches only aorm aliases (and does no
+other blocking I/O), the synchronous method runs natively through the bridge;
+otherwise Django's ``sync_to_async`` runs it in a thread, exactly as before.
+Django's method bodies are not copied, so methods added by later Django
+versions are covered as they appear. Which modules are routed, and by what
+test, is declared in :data:`ROUTED`; every other Django module that calls
+``sync_to_async`` is listed in :data:`THREADED` with the reason, and a test
+fails on a Django version that adds a module to neither.
 
-Three more entry points are not one-liners and are wrapped here:
-``async for`` over an iterable (chunks fetched through one scope, since a
-server-side cursor lives on one connection), the seeds' awaitable QuerySet
-(``await qs``, ``await qs.aall()``), and ``async_to_sync`` called inside the
-bridge (a sync signal receiver calling async code), which awaits on the loop
-instead of failing on "AsyncToSync in the same thread as an event loop".
+More entry points are wrapped here:
+
+- ``async for`` over an iterable (chunks fetched through one scope, since a
+  server-side cursor lives on one connection), and the seeds' awaitable
+  QuerySet (``await qs``, ``await qs.aall()``);
+- ``async_to_sync`` called inside the bridge (a sync signal receiver calling
+  async code, Django's dispatch of async receivers from ``send()``), which
+  awaits on the loop instead of failing on "AsyncToSync in the same thread as
+  an event loop", as the task's own async code (``aorm._scope.await_``);
+- ``sync_to_async`` (thread-sensitive, Django's default) called by a task
+  inside an async transaction when every alias is aorm's: the function runs
+  in the bridge, in the transaction's turn, so its statements take part in
+  the transaction. Elsewhere it runs in a thread as in Django, and such a
+  thread that reaches an aorm alias of the task's transaction gets
+  ``TransactionManagementError`` (``aorm._scope``).
 
 Async code that runs inside a synchronous caller's transaction (a test
 case's, a sync view's under ``ATOMIC_REQUESTS``) uses that transaction's
@@ -24,11 +37,12 @@ connection: see ``aorm._scope``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from itertools import islice
 from typing import Any
 
-from asgiref.sync import AsyncToSync
+from asgiref.sync import AsyncToSync, SyncToAsync
 from asgiref.sync import sync_to_async as _threaded
 from django.apps import apps
 from django.db import connections, router
@@ -38,13 +52,7 @@ from django.db.models.query import BaseIterable, RawQuerySet
 
 from aorm import _scope, bridge
 
-__all__ = ["install", "route"]
-
-_ROUTED_MODULES = (
-    "django.db.models.query",
-    "django.db.models.base",
-    "django.db.models.fields.related_descriptors",
-)
+__all__ = ["ROUTED", "THREADED", "install", "route"]
 
 
 def _candidate_aliases(target: Any, using: Any) -> set[str]:
@@ -61,11 +69,18 @@ def _candidate_aliases(target: Any, using: Any) -> set[str]:
         model, hints, fixed = target.model, target._hints, target._db
     elif isinstance(target, BaseIterable):
         return _candidate_aliases(target.queryset, None)
+    elif isinstance(target, type) and hasattr(target, "_meta"):  # a model class
+        model, hints, fixed = target, {}, None
     else:
         return set()
     if fixed:
         return {fixed}
     return {router.db_for_read(model, **hints), router.db_for_write(model, **hints)}
+
+
+def every_alias_native() -> bool:
+    """Whether every configured database alias uses an aorm backend."""
+    return len(_scope.native_aliases()) == len(connections.settings)
 
 
 def is_native(target: Any, using: Any = None) -> bool:
@@ -79,21 +94,133 @@ def is_native(target: Any, using: Any = None) -> bool:
     return bool(aliases) and aliases <= native
 
 
-def route(
-    func: Callable[..., Any], *, thread_sensitive: bool = True, executor: Any = None
-) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """Stand-in for asgiref's ``sync_to_async`` inside Django's ORM modules."""
+def _orm(target: Any, using: Any) -> bool:
+    return is_native(target, using)
 
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        target = getattr(func, "__self__", None)
-        if target is None and args:
-            target = args[0]
-        if is_native(target, kwargs.get("using")):
-            return await _scope.run(func, *args, **kwargs)
-        threaded = _threaded(func, thread_sensitive=thread_sensitive, executor=executor)
-        return await threaded(*args, **kwargs)
 
-    return call
+def _database_sessions(target: Any, using: Any) -> bool:
+    """Sessions kept in the database (``db``, ``cached_db``); others do file or cache I/O."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    store: Any = target if isinstance(target, type) else type(target)
+    return issubclass(store, SessionStore) and is_native(store.get_model_class())
+
+
+def _model_backend(target: Any, using: Any) -> bool:
+    """Django's ``ModelBackend`` (users and permissions in the database); others are the user's."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.backends import ModelBackend
+
+    return isinstance(target, ModelBackend) and is_native(get_user_model())
+
+
+def _database_cache(target: Any, using: Any) -> bool:
+    """``DatabaseCache``; the other cache backends do their own (blocking) I/O."""
+    from django.core.cache.backends.db import BaseDatabaseCache
+
+    return isinstance(target, BaseDatabaseCache) and is_native(target.cache_model_class)
+
+
+def _session_middleware(target: Any, using: Any) -> bool:
+    """Django's ``SessionMiddleware`` saving a database session; other middleware is the user's."""
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    return isinstance(target, SessionMiddleware) and _database_sessions(target.SessionStore, None)
+
+
+def _every_alias(target: Any, using: Any) -> bool:
+    """Code whose database aliases cannot be known in advance: native when all are aorm's."""
+    return every_alias_native()
+
+
+# Django modules whose async functions hand database work to ``sync_to_async``,
+# with the test that decides, per call, whether it runs in the bridge. The
+# target is the bound method's object, or the first argument; the alias is the
+# ``using`` argument, or the one a closure captured.
+ROUTED: dict[str, Callable[[Any, Any], bool]] = {
+    "django.db.models.query": _orm,
+    "django.db.models.base": _orm,
+    "django.db.models.fields.related_descriptors": _orm,
+    "django.contrib.contenttypes.fields": _orm,
+    "django.core.paginator": _orm,  # list(object_list)
+    "django.contrib.sessions.backends.base": _database_sessions,
+    "django.contrib.sessions.backends.db": _orm,  # asave()'s atomic block: captures `using`
+    "django.contrib.auth.backends": _model_backend,
+    "django.core.cache.backends.base": _database_cache,
+    "django.dispatch.dispatcher": _every_alias,  # Signal.asend()'s sync receivers
+    "django.utils.deprecation": _session_middleware,  # MiddlewareMixin's sync hooks
+}
+
+# The other Django modules that call ``sync_to_async``: what they run is not
+# database work, or is the user's own code that may block the loop. Left to
+# threads, as in Django (inside an async transaction, see ``_sync_to_async``).
+THREADED: dict[str, str] = {
+    "django.contrib.auth": "hashing a password for a missing user: CPU-bound, off the loop",
+    "django.contrib.auth.hashers": "password hashing: CPU-bound, off the loop on purpose",
+    "django.contrib.auth.decorators": "user_passes_test's test function: the user's code",
+    "django.contrib.auth.middleware": "a sync middleware's process_request",
+    "django.contrib.staticfiles.handlers": "serving static files",
+    "django.core.handlers.asgi": "request_finished and closing responses",
+    "django.core.handlers.base": "sync views and middleware: the user's code",
+    "django.core.handlers.exception": "sync exception handlers",
+    "django.http.response": "a streaming response's sync iterator",
+    "django.test.client": "closing responses",
+    "django.utils.asyncio": "named in the async-unsafe guard's message only",
+    "django.tasks.base": "a task's sync function: the user's code",
+    "django.tasks.backends.base": "task backends' enqueue: the backend's own I/O",
+}
+
+_APP_OF = {  # routed modules that exist only with their app installed
+    "django.contrib.contenttypes.fields": "django.contrib.contenttypes",
+    "django.contrib.sessions.backends.base": "django.contrib.sessions",
+    "django.contrib.sessions.backends.db": "django.contrib.sessions",
+    "django.contrib.auth.backends": "django.contrib.auth",
+    "django.utils.deprecation": "django.contrib.sessions",
+}
+
+
+def _captured_using(func: Callable[..., Any]) -> Any:
+    """The alias a closure captured as ``using`` (Django's inner functions do), or None."""
+    code = getattr(func, "__code__", None)
+    if code is None or "using" not in code.co_freevars:
+        return None
+    return func.__closure__[code.co_freevars.index("using")].cell_contents  # type: ignore[index]
+
+
+def _router(native: Callable[[Any, Any], bool]) -> Callable[..., Any]:
+    """A stand-in for asgiref's ``sync_to_async``: what ``native`` accepts runs in the bridge."""
+
+    def route(
+        func: Callable[..., Any], *, thread_sensitive: bool = True, executor: Any = None
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            target = getattr(func, "__self__", None)
+            if target is None and args:
+                target = args[0]
+            if native(target, kwargs.get("using") or _captured_using(func)):
+                return await _scope.run(func, *args, **kwargs)
+            threaded = _threaded(func, thread_sensitive=thread_sensitive, executor=executor)
+            return await threaded(*args, **kwargs)
+
+        return call
+
+    return route
+
+
+_routers = {test: _router(test) for test in set(ROUTED.values())}
+route = _routers[_orm]
+
+
+def routed_modules() -> list[str]:
+    """The modules of :data:`ROUTED` that this Django version has and whose app is installed."""
+    names = []
+    for name in ROUTED:
+        app = _APP_OF.get(name)
+        if app is not None and not apps.is_installed(app):
+            continue
+        if importlib.util.find_spec(name) is not None:
+            names.append(name)
+    return names
 
 
 _django_aiter = BaseIterable.__aiter__
@@ -144,20 +271,28 @@ _django_async_to_sync_call = AsyncToSync.__call__
 
 def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     if bridge.in_bridge():
-        return bridge.await_(self.awaitable(*args, **kwargs))
+        return _scope.await_(self.awaitable(*args, **kwargs))
     return _django_async_to_sync_call(self, *args, **kwargs)
 
 
+_django_sync_to_async_call = SyncToAsync.__call__
+
+
+async def _sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
+    """Thread-sensitive sync code called inside an async transaction takes part in it."""
+    if self._thread_sensitive and _scope.in_async_transaction() and every_alias_native():
+        return await _scope.run(self.func, *args, **kwargs)
+    return await _django_sync_to_async_call(self, *args, **kwargs)
+
+
 def install() -> None:
-    """Route Django's async ORM entry points; idempotent."""
-    modules = list(_ROUTED_MODULES)
-    if apps.is_installed("django.contrib.contenttypes"):
-        modules.append("django.contrib.contenttypes.fields")
-    for name in modules:
-        importlib.import_module(name).sync_to_async = route  # type: ignore[attr-defined]
+    """Route Django's async entry points; idempotent."""
+    for name in routed_modules():
+        importlib.import_module(name).sync_to_async = _routers[ROUTED[name]]  # type: ignore[attr-defined]
     BaseIterable.__aiter__ = _aiter  # type: ignore[method-assign]
     QuerySet.__await__ = _queryset_await  # type: ignore[attr-defined]
     QuerySet.aall = _queryset_aall  # type: ignore[attr-defined]
     RawQuerySet.__await__ = _queryset_await  # type: ignore[attr-defined]
     BaseManager.aall = _manager_aall  # type: ignore[attr-defined]
     AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]
+    SyncToAsync.__call__ = _sync_to_async_call  # type: ignore[method-assign]

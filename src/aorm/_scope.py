@@ -24,6 +24,19 @@ own backends are left to Django):
 
 - Async code running inside a synchronous caller's transaction (a test
   case's) adopts it: the caller's wrapper serves as the outermost block.
+- Async code awaited from inside an operation (``async_to_sync`` in a sync
+  signal receiver, Django's dispatch of async receivers from ``send()``,
+  ``aorm.await_``) runs as any other async code of the task, never on the
+  operation's connection behind its back: the operation lends its turns for
+  the while (see :func:`await_`), so the tasks that code starts take turns on
+  the transaction's connection, or borrow connections of their own outside a
+  transaction. A synchronous ``atomic`` block the operation opened is lent the
+  same way, as a transaction of its own.
+- Synchronous code that a task inside an async transaction hands to a thread
+  (``sync_to_async``) must not reach that transaction's alias from the
+  thread: it would write outside the transaction, or wait for a lock its own
+  caller holds. It gets ``TransactionManagementError`` instead (aorm's routing
+  runs such code in the bridge where it can, see ``aorm._routing``).
 
 The wrappers are found through context variables, so ``connections[alias]``,
 and all of Django's code that uses it, resolves to the right wrapper.
@@ -33,7 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
@@ -48,13 +61,25 @@ from aorm._loops import loop_running
 from aorm._pool import pool_key
 from aorm.backends.base import sync_transactions
 
-__all__ = ["Block", "Scope", "Transaction", "install", "native_aliases", "run"]
+__all__ = ["Block", "Scope", "Transaction", "await_", "install", "native_aliases", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# The wrappers of the operation running in the bridge, by alias.
-_operation: ContextVar[dict[str, Any] | None] = ContextVar("aorm.operation", default=None)
+
+class Operation:
+    """Synchronous ORM code running in the bridge for one task: its wrappers and its turns."""
+
+    __slots__ = ("blocks", "task", "wrappers")
+
+    def __init__(self, wrappers: dict[str, Any]) -> None:
+        self.wrappers = wrappers  # by alias
+        self.blocks: Mapping[str, Block] = _NO_BLOCKS  # whose transactions' turns it holds
+        self.task = asyncio.current_task()
+
+
+# The operation running in the bridge (None while it awaits other async code).
+_operation: ContextVar[Operation | None] = ContextVar("aorm.operation", default=None)
 # The innermost atomic block this task is in, by alias.
 _NO_BLOCKS: Mapping[str, Block] = MappingProxyType({})
 _blocks: ContextVar[Mapping[str, Block]] = ContextVar("aorm.blocks", default=_NO_BLOCKS)
@@ -84,22 +109,22 @@ def native_aliases() -> frozenset[str]:
 class Transaction:
     """One outermost async atomic block: its wrapper, its open blocks, whose turn it is."""
 
-    def __init__(self, alias: str, wrapper: Any = None) -> None:
+    def __init__(self, alias: str, wrapper: Any = None, *, adopted: bool = False) -> None:
         self.alias = alias
         self.wrapper = wrapper
-        self.adopted = wrapper is not None  # a synchronous caller's transaction
+        self.adopted = adopted  # a synchronous caller's transaction, on its thread's wrapper
         self.top: Block | None = None  # the innermost open block
-        self.busy = False
+        self.holder: object = None  # the operation whose turn it is
         self._waiters: list[asyncio.Future[None]] = []
 
     def move_top(self, block: Block | None) -> None:
         """A block opened or ended: waiting tasks check whether it is their turn."""
         self.top = block
-        self.end_turn()
+        self._wake()
 
-    async def take_turn(self, block: Block) -> None:
+    async def take_turn(self, block: Block, holder: object) -> None:
         """Wait until ``block`` is innermost and the connection is free, then hold it."""
-        while not block.ended and (self.busy or self.top is not block):
+        while not block.ended and (self.holder is not None or self.top is not block):
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -112,10 +137,15 @@ class Transaction:
                 "already ended; it can no longer use that transaction. Await the tasks you "
                 "start inside a block before the block exits."
             )
-        self.busy = True
+        self.holder = holder
 
-    def end_turn(self) -> None:
-        self.busy = False
+    def end_turn(self, holder: object) -> None:
+        """``holder`` is done with the connection, for now (a no-op if it was not its turn)."""
+        if self.holder is holder:
+            self.holder = None
+            self._wake()
+
+    def _wake(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -135,6 +165,13 @@ class Block:
 def current_blocks() -> Mapping[str, Block]:
     """The innermost block of this task on each alias, or the outer sync transaction's."""
     return _blocks.get() or _outer_blocks()
+
+
+def in_async_transaction() -> bool:
+    """Whether this task is inside an ``async with atomic()`` block on an aorm alias."""
+    return any(
+        not block.ended and not block.transaction.adopted for block in _blocks.get().values()
+    )
 
 
 def _outer_blocks() -> dict[str, Block]:
@@ -159,7 +196,8 @@ def _outer_blocks() -> dict[str, Block]:
         if thread in threads and alias in native_aliases():
             root: Block | None = wrapper.__dict__.get("_aorm_root")
             if root is None:
-                root = wrapper._aorm_root = Block(Transaction(alias, wrapper), None)
+                transaction = Transaction(alias, wrapper, adopted=True)
+                root = wrapper._aorm_root = Block(transaction, None)
                 root.transaction.top = root
             adopted[alias] = root
     return adopted
@@ -184,8 +222,9 @@ class _ScopedStorage:
 
     def __getattr__(self, alias: str) -> Any:
         if alias in native_aliases():
-            wrappers = _operation.get()
-            if wrappers is not None:
+            operation = _operation.get()
+            if operation is not None:
+                wrappers = operation.wrappers
                 try:
                     return wrappers[alias]
                 except KeyError:
@@ -200,21 +239,40 @@ class _ScopedStorage:
                 block = current_blocks().get(alias)
                 if block is not None and block.transaction.wrapper is not None:
                     return block.transaction.wrapper
+            else:
+                _refuse_in_thread(alias)
         return getattr(self._django, alias)
 
     def __setattr__(self, alias: str, wrapper: Any) -> None:
-        wrappers = _operation.get()
-        if wrappers is not None and alias in native_aliases():
-            wrappers[alias] = wrapper
+        operation = _operation.get()
+        if operation is not None and alias in native_aliases():
+            operation.wrappers[alias] = wrapper
         else:
             setattr(self._django, alias, wrapper)
 
     def __delattr__(self, alias: str) -> None:
-        wrappers = _operation.get()
-        if wrappers is not None and alias in native_aliases():
-            del wrappers[alias]
+        operation = _operation.get()
+        if operation is not None and alias in native_aliases():
+            del operation.wrappers[alias]
         else:
             delattr(self._django, alias)
+
+
+def _refuse_in_thread(alias: str) -> None:
+    """A thread started by a task inside an async transaction must not use its alias.
+
+    ``sync_to_async`` runs its function in a copy of the task's context, so
+    the task's blocks are visible here; the thread's own connection would
+    write outside the transaction, or wait for a lock the task holds.
+    """
+    block = _blocks.get().get(alias)
+    if block is not None and not block.ended and not block.transaction.adopted:
+        raise TransactionManagementError(
+            f"synchronous code running in a thread (sync_to_async) used database {alias!r} "
+            "while the task that started it is inside an async transaction.atomic() block "
+            "on it; its statements would run outside that transaction. Run the function with "
+            "`await aorm.run(fn, *args)` instead: it then takes part in the transaction."
+        )
 
 
 def install() -> None:
@@ -230,9 +288,9 @@ def _take_parked(alias: str) -> Any:
 
 def detach(alias: str) -> None:
     """The running operation no longer holds ``alias``'s wrapper (its transaction ended)."""
-    wrappers = _operation.get()
-    if wrappers is not None:
-        wrappers.pop(alias, None)
+    operation = _operation.get()
+    if operation is not None:
+        operation.wrappers.pop(alias, None)
 
 
 def give_back(wrapper: Any) -> None:
@@ -255,20 +313,16 @@ def _release(wrappers: dict[str, Any]) -> None:
 
 
 def _in_operation(
-    wrappers: dict[str, Any],
-    blocks: Mapping[str, Block],
-    keep: bool,
-    fn: Callable[..., T],
-    args: Any,
-    kwargs: Any,
+    operation: Operation, keep: bool, fn: Callable[..., T], args: Any, kwargs: Any
 ) -> T:
-    """Run ``fn`` with ``wrappers`` (plus the transactions' wrappers) as the connections."""
+    """Run ``fn`` with the operation's wrappers (plus the transactions') as the connections."""
+    wrappers, blocks = operation.wrappers, operation.blocks
     for alias, block in blocks.items():
         if block.transaction.wrapper is not None:
             wrappers[alias] = block.transaction.wrapper
             if block.transaction.adopted:
                 block.transaction.wrapper.inc_thread_sharing()
-    token = _operation.set(wrappers)
+    token = _operation.set(operation)
     try:
         return fn(*args, **kwargs)
     finally:
@@ -285,18 +339,25 @@ def _in_operation(
             _operation.reset(token)
 
 
+async def _take_turns(blocks: Mapping[str, Block], holder: object) -> None:
+    for alias in sorted(blocks):  # one order for all tasks: no deadlock
+        block = blocks[alias]
+        await block.transaction.take_turn(block, holder)
+
+
+def _end_turns(blocks: Mapping[str, Block], holder: object) -> None:
+    for block in blocks.values():
+        block.transaction.end_turn(holder)
+
+
 async def _run_in(wrappers: dict[str, Any], keep: bool, fn: Callable[..., T], *args: Any) -> T:
-    blocks = current_blocks()
-    taken: list[Transaction] = []
+    operation = Operation(wrappers)
+    operation.blocks = blocks = current_blocks()
     try:
-        for alias in sorted(blocks):  # one order for all tasks: no deadlock
-            block = blocks[alias]
-            await block.transaction.take_turn(block)
-            taken.append(block.transaction)
-        return await bridge.run(_in_operation, wrappers, blocks, keep, fn, args, {})
+        await _take_turns(blocks, operation)
+        return await bridge.run(_in_operation, operation, keep, fn, args, {})
     finally:
-        for transaction in taken:
-            transaction.end_turn()
+        _end_turns(blocks, operation)
 
 
 async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -306,9 +367,51 @@ async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     ``transaction.atomic``). Outside a transaction its connections are
     borrowed for the call only; inside one, it uses the transaction's.
     """
-    if _operation.get() is not None:  # awaited from inside an operation of this task
+    operation = _operation.get()
+    if operation is not None and operation.task is asyncio.current_task():
+        # Awaited by the operation's own driver code, in its turn: same connections.
         return await bridge.run(fn, *args, **kwargs)
     return await _run_in({}, False, lambda: fn(*args, **kwargs))
+
+
+def await_(awaitable: Awaitable[T]) -> T:
+    """Wait for ``awaitable`` from synchronous code run by ``aorm.run()``.
+
+    The awaited code runs as the task's own async code: the running operation
+    lends its turns meanwhile, so that the ORM calls of that code, and of the
+    tasks it starts, take turns on the transactions' connections (a
+    synchronous ``atomic`` block the operation opened counts as one), or
+    borrow connections of their own outside a transaction.
+    """
+    operation = _operation.get()
+    if operation is None or not bridge.in_bridge():
+        return bridge.await_(awaitable)
+    lent = {
+        alias: _lent_block(alias, wrapper)
+        for alias, wrapper in operation.wrappers.items()
+        if alias not in operation.blocks and wrapper.in_atomic_block
+    }
+    _end_turns(operation.blocks, operation)
+    op_token = _operation.set(None)
+    blocks_token = _blocks.set({**_blocks.get(), **lent}) if lent else None
+    try:
+        return bridge.await_(awaitable)
+    finally:
+        if blocks_token is not None:
+            _blocks.reset(blocks_token)
+        _operation.reset(op_token)
+        for block in lent.values():
+            block.ended = True  # tasks started meanwhile can no longer use it
+            block.transaction.move_top(None)
+        bridge.await_(_take_turns(operation.blocks, operation))
+
+
+def _lent_block(alias: str, wrapper: Any) -> Block:
+    """A synchronous atomic block of the operation, as a transaction awaited code can join."""
+    transaction = Transaction(alias, wrapper)
+    root = Block(transaction, None)
+    transaction.move_top(root)
+    return root
 
 
 class Scope:

@@ -11,7 +11,10 @@ wrapper every operation of the block, and of the tasks started in it, uses.
 - The end of a block (commit or rollback) is shielded from cancellation: a
   cancelled task leaves no half-ended transaction; the cancellation is
   re-raised once the block has ended.
-- ``transaction.on_commit`` accepts coroutine functions.
+- ``transaction.on_commit`` accepts coroutine functions. Called from async
+  code outside any transaction, it runs the callback at once, as Django
+  does (a coroutine function is started as a task); ``aorm.aon_commit`` is
+  the awaitable form, which awaits it before returning.
 - ``ATOMIC_REQUESTS`` works with async views (stock Django raises).
 - On aliases with Django's own backends, ``async with atomic()`` runs the
   block's ends in the thread where Django runs that alias's async calls, so
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -34,7 +38,16 @@ from django.db.transaction import Atomic
 
 from aorm import _scope, bridge
 
-__all__ = ["aget_autocommit", "aget_rollback", "aset_rollback", "install", "sync_callback"]
+__all__ = [
+    "aget_autocommit",
+    "aget_rollback",
+    "aon_commit",
+    "aset_rollback",
+    "install",
+    "sync_callback",
+]
+
+logger = logging.getLogger("aorm")
 
 T = TypeVar("T")
 
@@ -158,7 +171,7 @@ def sync_callback(func: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[
     @functools.wraps(func)
     def call() -> object:
         if bridge.in_bridge():
-            return bridge.await_(func())
+            return _scope.await_(func())
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -198,6 +211,33 @@ async def aget_rollback(using: str | None = None) -> bool:
 async def aset_rollback(rollback: bool, using: str | None = None) -> None:
     """``transaction.set_rollback()`` for async code."""
     await _scope.run(django_transaction.set_rollback, rollback, using)
+
+
+async def aon_commit(
+    func: Callable[[], object], using: str | None = None, robust: bool = False
+) -> None:
+    """``transaction.on_commit()`` for async code, where ``func`` may be a coroutine function.
+
+    Inside a transaction it registers ``func``, as ``on_commit`` does. Outside
+    one it runs ``func`` now and, if it returns an awaitable, awaits it before
+    returning; with ``robust``, an exception is logged instead of raised, as
+    Django does.
+    """
+    if not callable(func):
+        raise TypeError("on_commit()'s callback must be a callable.")
+    if (using or DEFAULT_DB_ALIAS) in _scope.current_blocks():
+        django_transaction.on_commit(func, using, robust)
+        return
+    try:
+        result = func()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:
+        if not robust:
+            raise
+        logger.exception(
+            "Error calling %s in on_commit() (%s).", getattr(func, "__qualname__", func), exc
+        )
 
 
 def install() -> None:

@@ -49,3 +49,12 @@ class Book(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class Event(models.Model):
+    """What signal receivers write, in the tests of every path into the database."""
+
+    kind = models.CharField(max_length=50)
+
+    class Meta:
+        ordering = ["id"]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import session_views, views
 
 urlpatterns = [
     path("students/", views.student_list),
@@ -8,4 +8,7 @@ urlpatterns = [
     path("atomic/fail/", views.atomic_fail),
     path("atomic/ok/", views.atomic_ok),
     path("atomic/non-atomic/", views.atomic_opt_out),
+    path("session/login/", session_views.login),
+    path("session/visit/", session_views.visit),
+    path("session/logout/", session_views.logout),
 ]

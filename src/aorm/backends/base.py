@@ -135,6 +135,13 @@ class BridgedDatabaseWrapper:
             func = sync_callback(func)
         super().on_commit(func, robust)  # type: ignore[misc]
 
+    def get_autocommit(self) -> bool:
+        if self.connection is None and loop_running() and not in_bridge():  # type: ignore[attr-defined]
+            # Async code outside any transaction (on_commit() asks): a connection
+            # it would open is in the configured mode; none needs opening to say so.
+            return bool(self.settings_dict["AUTOCOMMIT"])  # type: ignore[attr-defined]
+        return super().get_autocommit()  # type: ignore[misc,no-any-return]
+
     def connect(self) -> None:
         _call_guarded(self, "connect", (), {})
         if not in_bridge() and not loop_running():

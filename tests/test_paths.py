@@ -1,0 +1,447 @@
+"""Every path from async code into the database follows aorm's rules.
+
+Signal receivers started inside an operation, Django's sessions and auth,
+``Signal.asend`` with sync receivers, a user's ``sync_to_async`` and
+``on_commit``: outside a transaction each gets connections of its own, inside
+``async with transaction.atomic()`` each takes part in the transaction, and no
+statement on an aorm alias runs off the loop's thread. Where a scenario runs
+on the ``stock`` alias too, aorm's rows must equal stock Django's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.db import connections, transaction
+from django.db.models.signals import post_delete, post_save
+from django.db.transaction import TransactionManagementError
+from django.dispatch import Signal
+from django.test import AsyncClient
+
+import aorm
+from aorm import _routing
+from tests.app.models import Author, Event
+from tests.conftest import ALL_DATABASES, SqlLog
+
+pytestmark = ALL_DATABASES
+
+ALIASES = ["default", "stock"]
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def all_aliases_aorm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Treat the configuration as all-aorm, as a project with only aorm aliases is.
+
+    The suite keeps Django's own backend configured as a reference alias
+    (``stock``); code whose aliases cannot be known in advance (sync signal
+    receivers, a user's ``sync_to_async``) runs in the bridge only when every
+    alias is aorm's. Tests using this fixture touch aorm aliases only.
+    """
+    assert not _routing.every_alias_native()  # the suite's own settings
+    monkeypatch.setattr(_routing, "every_alias_native", lambda: True)
+
+
+@pytest.fixture
+def receivers() -> Iterator[Callable[..., None]]:
+    """Connect async receivers that write and read ``Event`` rows; disconnected afterwards."""
+    connected: list[tuple[Signal, Any]] = []
+
+    def connect(signal: Signal, count: int, sender: Any = Author) -> None:
+        for number in range(count):
+
+            async def receiver(sender: Any, number: int = number, **kwargs: Any) -> int:
+                alias = kwargs.get("using") or kwargs.get("alias", "default")
+                await Event.objects.using(alias).acreate(kind=f"r{number}")
+                return await Event.objects.using(alias).acount()
+
+            signal.connect(receiver, sender=sender, weak=False)
+            connected.append((signal, receiver))
+
+    yield connect
+    for signal, receiver in connected:
+        signal.disconnect(receiver, sender=Author)
+
+
+async def rows(alias: str) -> tuple[list[str], list[str]]:
+    """The authors and the events on ``alias``, then both tables emptied for the next run."""
+    authors = [a async for a in Author.objects.using(alias).values_list("name", flat=True)]
+    events = sorted([e async for e in Event.objects.using(alias).values_list("kind", flat=True)])
+    await Event.objects.using(alias).all().adelete()
+    await Author.objects.using(alias).all().adelete()
+    return authors, events
+
+
+async def on_both(scenario: Callable[[str], Awaitable[object]]) -> tuple[Any, Any]:
+    """Run ``scenario`` on aorm's alias, then on Django's; the rows each left behind."""
+    results = []
+    for alias in ALIASES:
+        with contextlib.suppress(Boom):
+            await scenario(alias)
+        results.append(await rows(alias))
+    return results[0], results[1]
+
+
+def on_loop_thread(sql_log: SqlLog, alias: str = "default") -> bool:
+    threads = {thread for a, _, thread in sql_log.statements if a == alias}
+    return threads == {threading.get_ident()}
+
+
+@pytest.mark.parametrize("count", [2, 5])
+@pytest.mark.parametrize("where", ["autocommit", "atomic", "rolled back"])
+@pytest.mark.parametrize("how", ["asave", "acreate", "adelete", "asend"])
+async def test_async_receivers_that_query(
+    receivers: Callable[..., None], sql_log: SqlLog, count: int, where: str, how: str
+) -> None:
+    custom = Signal()
+    signal = {"adelete": post_delete, "asend": custom}.get(how, post_save)
+    receivers(signal, count)
+
+    async def scenario(alias: str) -> None:
+        async def operation() -> None:
+            if how == "asave":
+                await Author(name="ann").asave(using=alias)
+            elif how == "acreate":
+                await Author.objects.using(alias).acreate(name="ann")
+            elif how == "adelete":
+                author = await Author.objects.using(alias).acreate(name="ann")
+                await author.adelete(using=alias)
+            else:
+                responses = await custom.asend(sender=Author, alias=alias)
+                assert sorted(count for _, count in responses)[-1] == count
+
+        if where == "autocommit":
+            await operation()
+            return
+        async with transaction.atomic(using=alias):
+            await operation()
+            if where == "rolled back":
+                raise Boom
+
+    sql_log.clear()
+    aorm_rows, stock_rows = await on_both(scenario)
+    assert aorm_rows == stock_rows
+    expected_authors = [] if how in ("adelete", "asend") else ["ann"]
+    expected_events = sorted(f"r{n}" for n in range(count))
+    if where == "rolled back":
+        expected_authors, expected_events = [], []
+    assert aorm_rows == (expected_authors, expected_events)
+    assert on_loop_thread(sql_log)
+
+
+async def test_a_task_started_inside_an_operation_borrows_its_own_connection() -> None:
+    """Outside a transaction, async receivers run at once, each on a connection of its own."""
+    both_here = asyncio.Event()
+    held: list[int] = []
+
+    async def meet() -> None:
+        if len(held) == 2:
+            both_here.set()
+        await asyncio.wait_for(both_here.wait(), 10)
+
+    def hold_a_connection() -> int:
+        wrapper = connections["default"]
+        wrapper.ensure_connection()
+        held.append(id(wrapper.connection))
+        async_to_sync(meet)()  # still holding it while the other receiver holds its own
+        Event.objects.create(kind="held")
+        return id(wrapper.connection)
+
+    async def receiver(sender: Any, **kwargs: Any) -> None:
+        assert await aorm.run(hold_a_connection) in held
+
+    post_save.connect(receiver, sender=Author, weak=False, dispatch_uid="first")
+    post_save.connect(receiver, sender=Author, weak=False, dispatch_uid="second")
+    try:
+        await Author.objects.acreate(name="ann")
+    finally:
+        post_save.disconnect(sender=Author, dispatch_uid="first")
+        post_save.disconnect(sender=Author, dispatch_uid="second")
+    assert len(set(held)) == 2
+    assert await Event.objects.acount() == 2
+
+
+async def test_a_sync_atomic_block_is_lent_to_the_tasks_it_starts(
+    receivers: Callable[..., None], sql_log: SqlLog
+) -> None:
+    """A sync receiver's ``async_to_sync`` inside ``aorm.run``'s atomic block: one transaction."""
+    receivers(post_save, 3)
+
+    def save_then_fail() -> None:
+        with transaction.atomic():
+            Author.objects.create(name="ann")
+            assert Event.objects.count() == 3  # the receivers' rows, in this transaction
+            raise Boom
+
+    sql_log.clear()
+    with pytest.raises(Boom):
+        await aorm.run(save_then_fail)
+    assert await rows("default") == ([], [])
+    assert on_loop_thread(sql_log)
+
+
+async def test_gather_in_code_awaited_from_an_operation(sql_log: SqlLog) -> None:
+    """``async_to_sync`` in synchronous ORM code, on code that gathers ORM calls."""
+
+    async def many() -> list[int]:
+        await asyncio.gather(*(Event.objects.acreate(kind=f"e{n}") for n in range(4)))
+        return await asyncio.gather(*(Event.objects.acount() for _ in range(4)))
+
+    def sync_code() -> list[int]:
+        Author.objects.create(name=f"ann{Author.objects.count()}")
+        return async_to_sync(many)()
+
+    sql_log.clear()
+    assert await aorm.run(sync_code) == [4, 4, 4, 4]
+    async with transaction.atomic():
+        assert await aorm.run(sync_code) == [8, 8, 8, 8]
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await aorm.run(sync_code)
+            raise Boom
+    authors, events = await rows("default")
+    assert len(authors) == 2 and len(events) == 8
+    assert on_loop_thread(sql_log)
+
+
+async def test_a_task_outliving_its_block_cannot_use_it() -> None:
+    """A task started inside a block and still running after it gets the documented error."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def late() -> None:
+        started.set()
+        await release.wait()
+        await Event.objects.acreate(kind="late")
+
+    async with transaction.atomic():
+        task = asyncio.create_task(late())
+        await started.wait()
+    release.set()
+    with pytest.raises(TransactionManagementError, match="already ended"):
+        await task
+    assert await Event.objects.acount() == 0
+
+
+def record_sync(sender: Any, **kwargs: Any) -> None:
+    Event.objects.create(kind="sync")
+
+
+@pytest.mark.parametrize("robust", [False, True])
+async def test_asend_with_sync_receivers_runs_them_in_the_transaction(
+    all_aliases_aorm: None, sql_log: SqlLog, robust: bool
+) -> None:
+    signal = Signal()
+    signal.connect(record_sync, sender=Author)
+    send = signal.asend_robust if robust else signal.asend
+    sql_log.clear()
+    await send(sender=Author)
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await send(sender=Author)
+            assert await Event.objects.acount() == 2
+            raise Boom
+    assert await rows("default") == ([], ["sync"])
+    assert on_loop_thread(sql_log)
+
+
+async def test_sync_to_async_inside_a_transaction_takes_part_in_it(
+    all_aliases_aorm: None, sql_log: SqlLog
+) -> None:
+    def create_event() -> int:
+        Event.objects.create(kind="helper")
+        return Event.objects.count()
+
+    sql_log.clear()
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            assert await sync_to_async(create_event)() == 1
+            raise Boom
+    assert await Event.objects.acount() == 0
+    assert on_loop_thread(sql_log)
+
+
+async def test_sync_to_async_outside_a_transaction_keeps_django_behaviour() -> None:
+    """Outside a transaction a user's ``sync_to_async`` still runs in a thread, as in Django."""
+
+    def create_event() -> int:
+        Event.objects.create(kind="helper")
+        return threading.get_ident()
+
+    assert await sync_to_async(create_event)() != threading.get_ident()
+    assert await Event.objects.acount() == 1
+
+
+async def test_a_thread_reaching_the_transaction_alias_is_refused() -> None:
+    """Where the code cannot run in the bridge, it never writes outside the transaction."""
+
+    def create_event() -> None:
+        Event.objects.create(kind="helper")
+
+    signal = Signal()
+    signal.connect(record_sync, sender=Author)
+    for call in (sync_to_async(create_event), lambda: signal.asend(sender=Author)):
+        with pytest.raises(TransactionManagementError, match=r"aorm\.run"):
+            async with transaction.atomic():
+                await call()
+    async with transaction.atomic():  # the documented way
+        await aorm.run(create_event)
+    assert await rows("default") == ([], ["helper"])
+
+
+async def test_sessions_natively_and_inside_a_transaction(sql_log: SqlLog) -> None:
+    sql_log.clear()
+    session = SessionStore()
+    await session.aset("k", "v")
+    await session.asave()
+    key = session.session_key
+    assert key is not None
+    assert await SessionStore().aexists(key)
+    loaded = SessionStore(key)
+    assert await loaded.aget("k") == "v"
+    await loaded.acycle_key()
+    assert not await SessionStore().aexists(key)
+    await loaded.adelete()
+    assert await Session.objects.acount() == 0
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            rolled_back = SessionStore()
+            await rolled_back.aset("k", "v")
+            await rolled_back.asave()
+            raise Boom
+    assert await Session.objects.acount() == 0
+    assert on_loop_thread(sql_log)
+
+
+async def test_login_session_and_logout_through_the_async_client(
+    all_aliases_aorm: None, sql_log: SqlLog
+) -> None:
+    """``alogin`` sends ``user_logged_in`` with a sync receiver (``update_last_login``)."""
+    await sync_to_async(get_user_model().objects.db_manager("stock").create_user)(
+        "ann", password="secret"
+    )
+    client = AsyncClient()
+    sql_log.clear()
+    bad = await client.post(
+        "/session/login/", json.dumps({"username": "ann", "password": "nope"}), "application/json"
+    )
+    assert bad.status_code == 403
+    response = await client.post(
+        "/session/login/",
+        json.dumps({"username": "ann", "password": "secret"}),
+        "application/json",
+    )
+    assert response.json() == {"user": "ann"}
+    for visits in (1, 2):
+        response = await client.get("/session/visit/")
+        assert response.json() == {"user": "ann", "visits": visits}
+    assert (await client.post("/session/logout/")).json() == {"user": None}
+    response = await client.get("/session/visit/")
+    assert response.json() == {"user": "", "visits": 1}  # AnonymousUser, a new session
+    assert on_loop_thread(sql_log)
+    statements = " ".join(sql for _, sql, _ in sql_log.statements)
+    assert "django_session" in statements and "auth_user" in statements
+
+
+async def test_auth_functions_natively(sql_log: SqlLog) -> None:
+    from django.contrib.auth import aauthenticate
+
+    user_model = get_user_model()
+    sql_log.clear()
+    user = await user_model.objects.acreate_user("bob", password="pw")
+    assert await user.acheck_password("pw")
+    assert await aauthenticate(username="bob", password="pw") == user
+    assert await aauthenticate(username="bob", password="no") is None
+    assert not await user.ahas_perm("app.add_author")
+    assert on_loop_thread(sql_log)
+
+
+async def test_database_cache_natively(sql_log: SqlLog) -> None:
+    from django.core.cache.backends.db import DatabaseCache
+    from django.core.management import call_command
+
+    await sync_to_async(call_command)("createcachetable", "aorm_cache", database="stock")
+    cache = DatabaseCache("aorm_cache", {})
+    sql_log.clear()
+    await cache.aset("k", "v")
+    assert await cache.aget("k") == "v"
+    assert await cache.adelete("k")
+    assert on_loop_thread(sql_log)
+
+    def drop() -> None:
+        with connections["stock"].cursor() as cursor:
+            cursor.execute("DROP TABLE aorm_cache")
+
+    await sync_to_async(drop)()
+
+
+# on_commit from async code
+
+
+async def test_on_commit_outside_a_transaction_runs_at_once() -> None:
+    calls: list[str] = []
+    transaction.on_commit(lambda: calls.append("sync"))
+    assert calls == ["sync"]
+
+    done = asyncio.Event()
+
+    async def coroutine_callback() -> None:
+        await Event.objects.acreate(kind="scheduled")
+        done.set()
+
+    transaction.on_commit(coroutine_callback)  # scheduled as a task, as documented
+    await asyncio.wait_for(done.wait(), 10)
+
+    async def awaited() -> None:
+        await Event.objects.acreate(kind="awaited")
+
+    await aorm.aon_commit(awaited)  # awaited before returning
+    assert sorted([e async for e in Event.objects.values_list("kind", flat=True)]) == [
+        "awaited",
+        "scheduled",
+    ]
+
+
+async def test_on_commit_inside_a_transaction_waits_for_the_commit() -> None:
+    calls: list[str] = []
+
+    async def coroutine_callback() -> None:
+        calls.append(f"async:{await Event.objects.acount()}")
+
+    async with transaction.atomic():
+        await Event.objects.acreate(kind="e")
+        transaction.on_commit(lambda: calls.append("sync"))
+        transaction.on_commit(coroutine_callback)
+        await aorm.aon_commit(lambda: calls.append("aon"))
+        assert calls == []
+    assert calls == ["sync", "async:1", "aon"]
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await aorm.aon_commit(coroutine_callback)
+            raise Boom
+    assert calls == ["sync", "async:1", "aon"]
+
+
+async def test_aon_commit_robust_logs_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    async def failing() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        await aorm.aon_commit(failing)
+    await aorm.aon_commit(failing, robust=True)
+    assert "Error calling" in caplog.text
+    with pytest.raises(TypeError):
+        await aorm.aon_commit("not callable")  # type: ignore[arg-type]
