@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import inspect
 import json
 import threading
+import types
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -445,3 +449,56 @@ async def test_aon_commit_robust_logs_instead_of_raising(caplog: pytest.LogCaptu
     assert "Error calling" in caplog.text
     with pytest.raises(TypeError):
         await aorm.aon_commit("not callable")  # type: ignore[arg-type]
+
+
+# The census: every Django module that hands work to sync_to_async is accounted for.
+
+
+def django_modules_calling_sync_to_async() -> set[str]:
+    """Found in the installed Django's source, so that a new version's additions show up."""
+    import django
+
+    root = Path(django.__file__).parent
+    found = set()
+    for path in root.rglob("*.py"):
+        if "sync_to_async" in path.read_text(encoding="utf-8"):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            found.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+def test_every_module_using_sync_to_async_is_routed_or_declared_threaded() -> None:
+    found = django_modules_calling_sync_to_async()
+    unaccounted = found - set(_routing.ROUTED) - set(_routing.THREADED)
+    assert not unaccounted, f"classify in aorm._routing (ROUTED or THREADED): {unaccounted}"
+    assert not set(_routing.ROUTED) & set(_routing.THREADED)
+
+
+def test_every_async_function_of_a_routed_module_goes_through_the_router() -> None:
+    """Introspection: async functions whose code calls ``sync_to_async`` see aorm's router."""
+    checked = 0
+    for name in _routing.routed_modules():
+        module = importlib.import_module(name)
+        assert module.sync_to_async in _routing._routers.values(), name
+        for function in async_functions(module):
+            names = set(function.__code__.co_names)
+            for const in function.__code__.co_consts:  # nested closures (asend's sync_send)
+                if isinstance(const, types.CodeType):
+                    names |= set(const.co_names)
+            if "sync_to_async" in names:
+                assert function.__globals__["sync_to_async"] is module.sync_to_async
+                checked += 1
+    assert checked >= 20  # aget, acreate, asave, aload, aauthenticate, asend...
+
+
+def async_functions(module: types.ModuleType) -> Iterator[types.FunctionType]:
+    for value in vars(module).values():
+        members = vars(value).values() if isinstance(value, type) else [value]
+        for member in members:
+            function = getattr(member, "__func__", member)
+            if (
+                isinstance(function, types.FunctionType)
+                and inspect.iscoroutinefunction(function)
+                and function.__module__ == module.__name__
+            ):
+                yield function
