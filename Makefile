@@ -12,26 +12,55 @@ VENV := .venv
 VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
-.PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser
+.PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser \
+	mysql-client mysql-tz
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml | mysql-client
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[$(EXTRAS)]" "Django>=5.2,<5.3"
+	$(VENV)/bin/pip install -q -e ".[mysql]" "Django>=5.2,<5.3" || echo "$(MYSQL_FAILED)"
 	touch $@
 
-$(VENV_NEXT)/.installed: pyproject.toml
+$(VENV_NEXT)/.installed: pyproject.toml | mysql-client
 	$(NEXT_PYTHON) -m venv $(VENV_NEXT)
 	$(VENV_NEXT)/bin/pip install -q --upgrade pip
 	$(VENV_NEXT)/bin/pip install -q -e ".[$(EXTRAS)]" "Django>=6.0,<6.2"
+	$(VENV_NEXT)/bin/pip install -q -e ".[mysql]" "Django>=6.0,<6.2" || echo "$(MYSQL_FAILED)"
 	touch $@
+
+# MySQL/MariaDB: Django's sync side needs mysqlclient, which pip builds from
+# source against the client library's headers (Debian: libmariadb-dev and
+# pkg-config), installed here where apt-get works. Without them the `mysql`
+# extra does not install and MySQL is skipped, with a line saying why.
+MYSQL_FAILED := mysql: pip install -e '.[mysql]' failed (mysqlclient needs the MySQL/MariaDB client headers: libmariadb-dev and pkg-config); MySQL will not be tested
+mysql-client:
+	@if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing libmariadb-dev and pkg-config (apt-get) for mysqlclient"; \
+			(apt-get update -q && apt-get install -y -q libmariadb-dev pkg-config) >/dev/null 2>&1 \
+				|| echo "mysql: apt-get install libmariadb-dev pkg-config failed; MySQL will not be tested"; \
+		else \
+			echo "mysql: no MySQL/MariaDB client headers and no apt-get as root: install libmariadb-dev (or libmysqlclient-dev) and pkg-config to test MySQL"; \
+		fi; \
+	fi
+
+# Django's time zone tables in a local MariaDB/MySQL server (CONVERT_TZ, which
+# Django's date lookups use with USE_TZ), loaded once where they are empty.
+mysql-tz:
+	@if command -v mariadb-tzinfo-to-sql >/dev/null 2>&1 && mysqladmin -uroot ping >/dev/null 2>&1 \
+		&& [ "$$(mariadb -uroot -N -e 'SELECT COUNT(*) FROM mysql.time_zone_name')" = 0 ]; then \
+		echo "mysql: loading the server's time zone tables (mariadb-tzinfo-to-sql)"; \
+		mariadb-tzinfo-to-sql /usr/share/zoneinfo 2>/dev/null | mariadb -uroot mysql \
+			|| echo "mysql: loading the time zone tables failed"; \
+	fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests examples conformance bench
 	$(VENV)/bin/ruff format --check src tests examples conformance bench
 	$(VENV)/bin/mypy src
 
-test: lint $(VENV)/.installed bench-smoke wheel-check browser
+test: lint $(VENV)/.installed bench-smoke wheel-check browser mysql-tz
 	@$(VENV)/bin/python -m tests.runner $(VENV)
 	@if [ -n "$(NEXT_PYTHON)" ]; then \
 		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
@@ -63,7 +92,7 @@ wheel-check: $(VENV)/.installed
 # Django's own tests, per database (PostgreSQL, SQLite in memory) on Django's
 # backend and on aorm's: fails if a test passing on the first does not pass on
 # the second. Both Django versions run even when the first one fails.
-conformance: $(VENV)/.installed
+conformance: $(VENV)/.installed mysql-tz
 	@status=0; \
 	$(VENV)/bin/python -m conformance.run || status=1; \
 	if [ -n "$(NEXT_PYTHON)" ]; then \

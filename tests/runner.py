@@ -1,11 +1,13 @@
 """Run the test suite once per database this machine can reach; a line of result per database.
 
 Used by ``make test``: ``python -m tests.runner LABEL [pytest args...]``.
-Under CI (``CI=true``) an unreachable PostgreSQL is a failure, not a skip.
+Under CI (``CI=true``) an unreachable PostgreSQL or MariaDB is a failure, not a
+skip, and so is a MySQL driver that did not install.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -18,6 +20,13 @@ import django
 SERVERS: dict[str, tuple[str, int] | None] = {
     "postgresql": ("127.0.0.1", 5432),
     "sqlite": None,
+    "mysql": ("127.0.0.1", 3306),
+}
+# Databases whose absence fails a CI run.
+REQUIRED_IN_CI = {"postgresql", "mysql"}
+# Database -> (modules, what installs them): drivers that may be missing.
+DRIVERS = {
+    "mysql": (("MySQLdb", "asyncmy"), "the `mysql` extra; mysqlclient needs libmariadb-dev"),
 }
 
 
@@ -39,7 +48,14 @@ def main() -> int:
         if address is not None and not reachable(*address):
             host, port = address
             print(f"{prefix} {database}: not reachable at {host}:{port}, skipped", flush=True)
-            failed |= os.environ.get("CI") == "true" and database == "postgresql"
+            failed |= os.environ.get("CI") == "true" and database in REQUIRED_IN_CI
+            continue
+        modules, installer = DRIVERS.get(database, ((), ""))
+        missing = [name for name in modules if importlib.util.find_spec(name) is None]
+        if missing:
+            names = ", ".join(missing)
+            print(f"{prefix} {database}: {names} not installed ({installer}), skipped")
+            failed |= os.environ.get("CI") == "true" and database in REQUIRED_IN_CI
             continue
         env = {**os.environ, "AORM_TEST_DATABASE": database}
         proc = subprocess.run(

@@ -69,6 +69,7 @@ class Driver:
     error: type[BaseException]  # the root of the driver's exceptions
     database_key: str
     conversions: dict[Any, Any]  # Django's choice: TIME columns as datetime.time
+    connected: Callable[[Any], bool]
 
 
 def _asyncmy() -> Driver:
@@ -85,6 +86,7 @@ def _asyncmy() -> Driver:
         asyncmy.errors.MySQLError,
         "database",
         {**converters.conversions, FIELD_TYPE.TIME: typecast_time},
+        lambda raw: bool(raw.connected),
     )
 
 
@@ -103,6 +105,7 @@ def _aiomysql() -> Driver:
         pymysql.err.MySQLError,
         "db",
         {**converters.decoders, FIELD_TYPE.TIME: typecast_time},
+        lambda raw: not raw.closed,
     )
 
 
@@ -220,7 +223,7 @@ class Connection:
             raise
         except (self.source.driver.error, OSError, EOFError) as exc:
             error = mysqldb_error(exc)
-            if not self.raw.connected or isinstance(exc, OSError | EOFError):
+            if not self.source.driver.connected(self.raw) or isinstance(exc, OSError | EOFError):
                 self.broken = True
             raise error.with_traceback(exc.__traceback__) from None
 
@@ -265,7 +268,7 @@ class Connection:
 
     @property
     def open(self) -> bool:
-        return bool(self.raw.connected) and not self.broken
+        return self.source.driver.connected(self.raw) and not self.broken
 
     @property
     def closed(self) -> bool:
