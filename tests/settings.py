@@ -109,6 +109,17 @@ DATABASES = {
     "stock": {"ENGINE": _stock_engine, **_server, "TEST": {"MIRROR": "default"}},
 }
 
+if DATABASE == "mysql":
+    # The server's Unix socket: HOST "localhost" means it, for mysqlclient and for aorm.
+    DATABASES["socket"] = {
+        "ENGINE": _aorm_engine,
+        **_server,
+        "HOST": "localhost",
+        "PORT": "",
+        "OPTIONS": _pool,
+        "TEST": {"MIRROR": "default"},
+    }
+
 if DATABASE == "sqlite":
     # Django's in-memory test database (shared cache), used through aorm.
     DATABASES["memory"] = {"ENGINE": _aorm_engine, "NAME": ":memory:"}

@@ -1,0 +1,306 @@
+"""aorm.backends.mysql: what MySQL and MariaDB have of their own, and what must match Django's.
+
+Where a behaviour is Django's (update counts, error classes and their MySQL
+error codes, time zone lookups), the same call runs on the ``stock`` alias
+(Django's backend on mysqlclient, in a worker thread) and on aorm's, and the
+two must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import django.db.utils
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import OperationalError, connections, models, transaction
+
+import aorm
+from tests.app.models import Author, Book, Student
+from tests.conftest import ALL_DATABASES
+
+pytestmark = [
+    ALL_DATABASES,
+    pytest.mark.skipif(settings.DATABASE != "mysql", reason="MySQL backend tests"),
+]
+
+
+class Doc(models.Model):
+    """A table of this module's own (see ``doc_table``)."""
+
+    key = models.CharField(max_length=20, unique=True)
+    data = models.JSONField(default=dict)
+    hits = models.IntegerField(default=0)
+    seen = models.DateTimeField(null=True)
+
+    class Meta:
+        app_label = "aorm"
+        db_table = "aorm_mysql_doc"
+        ordering = ["key"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def doc_table(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """``Doc``'s table, for this module's tests only (its app has no migrations)."""
+    if settings.DATABASE != "mysql":
+        yield
+        return
+    with django_db_blocker.unblock(), connections["stock"].schema_editor() as editor:
+        editor.create_model(Doc)
+    yield
+    with django_db_blocker.unblock(), connections["stock"].schema_editor() as editor:
+        editor.delete_model(Doc)
+
+
+def _on(alias: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(alias, *args)``: natively on an aorm alias, in a worker thread on ``stock``."""
+    if alias == "stock":
+        return sync_to_async(fn)(alias, *args)
+    return aorm.run(fn, alias, *args)
+
+
+def _outcome(alias: str, fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return ("returned", fn(alias, *args))
+    except Exception as exc:
+        cause = exc.__cause__
+        return ("raised", type(exc), exc.args, type(cause).__module__, type(cause).__name__)
+
+
+async def both(fn: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+    """``fn``'s outcome on Django's backend, then on aorm's."""
+    stock = await _on("stock", _outcome, fn, *args)
+    native = await _on("default", _outcome, fn, *args)
+    return stock, native
+
+
+def _sql(alias: str, sql: str, params: Any = None) -> Any:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else cursor.rowcount
+
+
+async def test_update_counts_matched_rows_as_django_does() -> None:
+    """Django asks for FOUND_ROWS: an update that changes nothing still counts its rows."""
+    await Doc.objects.abulk_create([Doc(key="a", hits=1), Doc(key="b", hits=2)])
+
+    def same_value(alias: str) -> int:
+        return Doc.objects.using(alias).filter(key="a").update(hits=1)
+
+    def all_rows(alias: str) -> int:
+        return Doc.objects.using(alias).update(hits=2)
+
+    assert await both(same_value) == (("returned", 1), ("returned", 1))
+    assert await both(all_rows) == (("returned", 2), ("returned", 2))
+    assert await Doc.objects.filter(key="a").aupdate(hits=2) == 1
+
+
+async def test_json_field() -> None:
+    data = {"tags": ["x", "y"], "nested": {"name": "Zoë", "n": 3}, "none": None}
+    doc = await Doc.objects.acreate(key="j", data=data)
+    assert (await Doc.objects.aget(pk=doc.pk)).data == data
+    assert await Doc.objects.filter(data__nested__name="Zoë").acount() == 1
+    assert await Doc.objects.filter(data__has_key="tags").acount() == 1
+    assert await Doc.objects.filter(data__nested__n__gt=2).acount() == 1
+    assert await Doc.objects.filter(data__tags__contains="x").acount() == 1
+    values = await Doc.objects.values_list("data__nested__n", flat=True).aall()
+    assert values == [3]
+
+
+async def test_bulk_create_update_conflicts() -> None:
+    """``ON DUPLICATE KEY UPDATE`` (MySQL takes no conflict target)."""
+    await Doc.objects.acreate(key="a", hits=1)
+    await Doc.objects.abulk_create(
+        [Doc(key="a", hits=5), Doc(key="b", hits=7)], update_conflicts=True, update_fields=["hits"]
+    )
+    assert [(d.key, d.hits) async for d in Doc.objects.all()] == [("a", 5), ("b", 7)]
+    await Doc.objects.abulk_create([Doc(key="a", hits=9)], ignore_conflicts=True)
+    assert (await Doc.objects.aget(key="a")).hits == 5
+
+
+async def test_select_for_update_skip_locked_and_nowait() -> None:
+    await Doc.objects.abulk_create([Doc(key="a"), Doc(key="b")])
+    locked, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with transaction.atomic():
+            await Doc.objects.select_for_update().aget(key="a")
+            locked.set()
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    try:
+        await locked.wait()
+        async with transaction.atomic():
+            free = await Doc.objects.select_for_update(skip_locked=True).values_list(
+                "key", flat=True
+            )
+            assert free == ["b"]
+        with pytest.raises(OperationalError) as native:
+            async with transaction.atomic():
+                await Doc.objects.select_for_update(nowait=True).aget(key="a")
+
+        def nowait_on_stock() -> None:
+            with transaction.atomic(using="stock"):
+                Doc.objects.using("stock").select_for_update(nowait=True).get(key="a")
+
+        with pytest.raises(OperationalError) as stock:
+            await sync_to_async(nowait_on_stock)()
+        assert native.value.args == stock.value.args
+    finally:
+        release.set()
+        await task
+
+
+def _create(alias: str, model: type[models.Model], fields: dict[str, Any]) -> Any:
+    return model.objects.using(alias).create(**fields).pk
+
+
+async def test_errors_are_djangos_with_mysqlclients_codes_and_messages() -> None:
+    author = await Author.objects.acreate(name="ann")
+    await Doc.objects.acreate(key="dup")
+    cases: list[tuple[str, int, Callable[..., Any], tuple[Any, ...]]] = [
+        ("IntegrityError", 1062, _create, (Doc, {"key": "dup"})),
+        ("DataError", 1406, _create, (Doc, {"key": "x" * 21})),
+        ("IntegrityError", 1452, _create, (Book, {"title": "t", "author_id": author.pk + 9})),
+        # mysqlclient says OperationalError; Django's CursorWrapper makes it an IntegrityError.
+        (
+            "IntegrityError",
+            1048,
+            _sql,
+            ("INSERT INTO app_student (name, age) VALUES ('a', NULL)",),
+        ),
+        ("OperationalError", 1054, _sql, ("SELECT nope FROM app_student",)),
+        ("ProgrammingError", 1064, _sql, ("SELEC 1",)),
+        ("ProgrammingError", 1146, _sql, ("SELECT * FROM no_such_table",)),
+    ]
+    for name, code, fn, args in cases:
+        stock, native = await both(fn, *args)
+        assert stock[:2] == ("raised", getattr(django.db.utils, name)), (code, stock)
+        assert stock[2][0] == code, stock
+        assert native == stock, (code, native, stock)
+    assert await Doc.objects.acount() == 1  # and the connection works on
+
+
+async def test_cancelled_query_is_killed_on_the_server_and_its_connection_closed() -> None:
+    marker = "aorm-cancel-test"
+
+    def slow() -> None:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(f"SELECT SLEEP(30) /* {marker} */")
+
+    def running() -> list[tuple[int, str]]:
+        rows = _sql(
+            "stock",
+            "SELECT ID, COMMAND FROM information_schema.PROCESSLIST "
+            "WHERE INFO LIKE %s AND ID <> CONNECTION_ID()",
+            [f"%{marker}%"],
+        )
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    def session_exists(thread_id: int) -> bool:
+        sql = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s"
+        return bool(_sql("stock", sql, [thread_id])[0][0])
+
+    task = asyncio.create_task(aorm.run(slow))
+    async with asyncio.timeout(10):
+        while not (seen := await sync_to_async(running)()):
+            await asyncio.sleep(0.01)
+    [(thread_id, command)] = seen
+    assert command == "Query"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # KILL QUERY was sent before the cancellation reached us: the statement ends at
+    # once (MariaDB alone would notice the closed socket only seconds later).
+    async with asyncio.timeout(2):
+        while await sync_to_async(running)() or await sync_to_async(session_exists)(thread_id):
+            await asyncio.sleep(0.01)
+    stats = aorm.pool_stats("default")
+    assert (stats.in_use, stats.waiting) == (0, 0)
+    assert await Student.objects.acount() == 0  # the pool serves on
+
+
+def connection_id(alias: str) -> int:
+    return int(_sql(alias, "SELECT CONNECTION_ID()")[0][0])
+
+
+def _kill(thread_id: int) -> None:
+    _sql("stock", f"KILL CONNECTION {int(thread_id)}")
+
+
+async def test_server_side_kill_costs_one_error_then_recovery() -> None:
+    first = await aorm.run(connection_id, "default")
+    await sync_to_async(_kill)(first)
+    with pytest.raises(OperationalError):
+        await aorm.run(connection_id, "default")  # the pool handed back the dead connection
+    assert await aorm.run(connection_id, "default") != first
+    assert await Student.objects.acount() == 0
+
+
+async def test_with_health_checks_a_killed_connection_costs_no_error() -> None:
+    first = await aorm.run(connection_id, "checked")
+    await sync_to_async(_kill)(first)
+    assert await aorm.run(connection_id, "checked") != first  # pinged, discarded, replaced
+
+
+async def test_no_sql_runs_off_the_event_loop_thread(sql_log: Any) -> None:
+    await Doc.objects.acreate(key="a", data={"n": 1})
+    async with transaction.atomic():
+        doc = await Doc.objects.select_for_update().aget(key="a")
+        try:
+            async with transaction.atomic():  # a savepoint, rolled back
+                await Doc.objects.acreate(key="b")
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        doc.hits = 3
+        await doc.asave()
+    await Doc.objects.abulk_create([Doc(key="c")], update_conflicts=True, update_fields=["hits"])
+    await asyncio.gather(*(Doc.objects.acount() for _ in range(5)))
+    assert [d.key async for d in Doc.objects.all()] == ["a", "c"]
+    assert any("SAVEPOINT" in sql for _, sql, _ in sql_log.statements)
+    assert sql_log.threads() == {threading.get_ident()}
+
+
+async def test_the_unix_socket() -> None:
+    """HOST ``localhost`` means the server's socket, as for mysqlclient."""
+    await Student.objects.using("socket").acreate(name="s", age=1)
+    host = await aorm.run(
+        _sql,
+        "socket",
+        "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+    )
+    assert host == (("localhost",),)
+    assert await Student.objects.acount() == 1
+
+
+async def test_time_zone_lookups_match_django() -> None:
+    if not await aorm.run(lambda: connections["default"].features.has_zoneinfo_database):
+        pytest.skip("the server has no time zone tables (make test loads them)")
+    # 23:30 UTC on 1 March is 00:30 on 2 March in Europe/Paris (TIME_ZONE).
+    seen = datetime.datetime(2024, 3, 1, 23, 30, tzinfo=datetime.UTC)
+    await Doc.objects.acreate(key="t", seen=seen)
+
+    def lookups(alias: str) -> Any:
+        docs = Doc.objects.using(alias)
+        return (
+            docs.filter(seen__date=datetime.date(2024, 3, 2)).count(),
+            list(docs.values_list("seen__day", "seen__hour")),
+            docs.get().seen,
+        )
+
+    stock, native = await both(lookups)
+    assert stock == native == ("returned", (1, [(2, 0)], seen))
+
+
+async def test_transaction_isolation_level_and_session_setup() -> None:
+    level = await aorm.run(_sql, "default", "SELECT @@SESSION.tx_isolation")
+    assert level == (("READ-COMMITTED",),)  # Django's default, set once per pooled connection
+    charset = await aorm.run(_sql, "default", "SELECT @@character_set_client")
+    assert charset == (("utf8mb4",),)
