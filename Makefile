@@ -13,7 +13,7 @@ VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
 .PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser \
-	mysql-client mysql-tz
+	docs mysql-client mysql-tz
 
 $(VENV)/.installed: pyproject.toml | mysql-client
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +60,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check src tests examples conformance bench
 	$(VENV)/bin/mypy src
 
-test: lint $(VENV)/.installed bench-smoke wheel-check browser mysql-tz
+test: lint $(VENV)/.installed bench-smoke wheel-check browser docs mysql-tz
 	@$(VENV)/bin/python -m tests.runner $(VENV)
 	@if [ -n "$(NEXT_PYTHON)" ]; then \
 		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
@@ -82,6 +82,19 @@ browser:
 			echo "chromium: not installed, no apt-get as root; the browser test will be skipped"; \
 		fi; \
 	fi
+
+# The documentation site (mkdocs.yml, docs/): MkDocs with the Material theme,
+# the API reference from docstrings (mkdocstrings), the benchmark's latest
+# report and chart; built into build/site, warnings as errors.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	@mkdir -p docs/assets
+	@cp bench/results/results.png docs/assets/bench-results.png
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "docs: build/site/index.html"
 
 # What `pip install` of a built wheel gives a user: sdist and wheel built,
 # the wheel installed into a fresh venv, the seeds' views run there; then the
