@@ -8,6 +8,9 @@ the other Django version and aorm's own test suite (``test_aorm``) never share
 a database on the server. The server is chosen as in ``tests/settings.py``
 (``AORM_PGHOST``, ``AORM_PGPORT``, ``AORM_PGUSER``).
 
+MySQL/MariaDB: the same naming, on the server of ``tests/settings.py``
+(``AORM_MYSQL_HOST``, ``AORM_MYSQL_PORT``, ``AORM_MYSQL_USER``), utf8mb4.
+
 SQLite: Django's defaults (``tests/test_sqlite.py``), for both flavours: no
 ``NAME``, so each alias's test database is Django's shared-cache in-memory
 database (``file:memorydb_<alias>?mode=memory&cache=shared``), private to the
@@ -38,7 +41,7 @@ def server() -> dict[str, str]:
 
 
 def test_database_prefix(flavour: str) -> str:
-    """What every PostgreSQL test database of a run starts with (clones add ``_1``...)."""
+    """What every test database of a server run starts with (clones add ``_1``...)."""
     version = "".join(str(part) for part in django.VERSION[:2])
     return f"conformance_{_CHECKOUT}_{flavour}_dj{version}_"
 
@@ -47,6 +50,27 @@ def postgresql(engine: str, flavour: str) -> dict[str, dict[str, Any]]:
     prefix = test_database_prefix(flavour)
     return {
         alias: {"ENGINE": engine, **server(), "TEST": {"NAME": prefix + alias}}
+        for alias in ALIASES
+    }
+
+
+def mysql_server() -> dict[str, str]:
+    return {
+        "NAME": "mysql",
+        "USER": os.environ.get("AORM_MYSQL_USER", "root"),
+        "HOST": os.environ.get("AORM_MYSQL_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("AORM_MYSQL_PORT", "3306"),
+    }
+
+
+def mysql(engine: str, flavour: str) -> dict[str, dict[str, Any]]:
+    prefix = test_database_prefix(flavour)
+    return {
+        alias: {
+            "ENGINE": engine,
+            **mysql_server(),
+            "TEST": {"NAME": prefix + alias, "CHARSET": "utf8mb4"},
+        }
         for alias in ALIASES
     }
 

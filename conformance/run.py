@@ -1,12 +1,13 @@
 """Run Django's own test suite on aorm's backends and compare with Django's own.
 
-``python -m conformance.run [--database postgresql|sqlite]... [--refresh-baseline]
-[--parallel N] [LABEL...]``, from the checkout's root, with the interpreter of
-the virtualenv to test (``make conformance`` runs it for ``.venv`` and
-``.venv-next``). Each database (default: both) is compared on its own:
-``django.db.backends.postgresql`` with ``aorm.backends.postgresql``, and
+``python -m conformance.run [--database postgresql|sqlite|mysql]...
+[--refresh-baseline] [--parallel N] [LABEL...]``, from the checkout's root, with
+the interpreter of the virtualenv to test (``make conformance`` runs it for
+``.venv`` and ``.venv-next``). Each database (default: all) is compared on its
+own: ``django.db.backends.postgresql`` with ``aorm.backends.postgresql``,
 ``django.db.backends.sqlite3`` with ``aorm.backends.sqlite3`` (in-memory test
-databases, Django's defaults for its own test suite).
+databases, Django's defaults for its own test suite), and
+``django.db.backends.mysql`` with ``aorm.backends.mysql`` (MariaDB or MySQL).
 
 1. The test suite of the installed Django version comes from its source
    distribution (``pip download --no-binary :all:``), cached in
@@ -22,8 +23,9 @@ databases, Django's defaults for its own test suite).
    test (``setUpClass``...) that only aorm has are listed too. A run that
    crashes or times out makes the exit status 2; the other database still runs.
 
-An unreachable PostgreSQL server is skipped with a message, as in
-``make test``; under CI (``CI=true``) it is a failure. Logs, outcomes (JSON)
+An unreachable PostgreSQL or MySQL server (or a MySQL driver that is not
+installed) is skipped with a message, as in ``make test``; under CI
+(``CI=true``) it is a failure. Logs, outcomes (JSON)
 and the list of differences are left in ``.conformance/`` for inspection,
 named after the flavour, the database and the Django version.
 """
@@ -126,6 +128,7 @@ DATABASES = {
         "postgresql", "django.db.backends.postgresql", "aorm.backends.postgresql"
     ),
     "sqlite": _flavours("sqlite", "django.db.backends.sqlite3", "aorm.backends.sqlite3"),
+    "mysql": _flavours("mysql", "django.db.backends.mysql", "aorm.backends.mysql"),
 }
 
 GOOD = {"passed", "expected_failure"}
@@ -178,6 +181,15 @@ def driver_version(database: str) -> str:
         import psycopg
 
         return f"psycopg {psycopg.__version__}"
+    if database == "mysql":
+        from importlib.metadata import version
+
+        server = subprocess.run(
+            ["mysql", "-N", "-e", "SELECT VERSION()", *mysql_client_args()],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return f"mysqlclient {version('mysqlclient')}, asyncmy {version('asyncmy')}, {server}"
     import sqlite3
 
     return f"SQLite {sqlite3.sqlite_version}"
@@ -196,11 +208,35 @@ def baseline_key(database: str, labels: list[str], parallel: int) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
-def postgresql_address() -> tuple[str, int]:
-    from conformance._settings import server
+def server_address(database: str) -> tuple[str, int] | None:
+    """Where a database's server listens (None: SQLite, no server)."""
+    from conformance._settings import mysql_server, server
 
-    params = server()
+    if database == "sqlite":
+        return None
+    params = server() if database == "postgresql" else mysql_server()
     return params["HOST"], int(params["PORT"])
+
+
+def mysql_client_args() -> list[str]:
+    from conformance._settings import mysql_server
+
+    params = mysql_server()
+    return [f"-u{params['USER']}", f"-h{params['HOST']}", f"-P{params['PORT']}"]
+
+
+def unavailable(database: str) -> str | None:
+    """Why a database cannot be compared here, or None."""
+    address = server_address(database)
+    if address is not None and not reachable(*address):
+        return f"not reachable at {address[0]}:{address[1]}"
+    if database == "mysql":
+        import importlib.util
+
+        missing = [m for m in ("MySQLdb", "asyncmy") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed (the `mysql` extra)"
+    return None
 
 
 def run_flavour(
@@ -238,8 +274,8 @@ def run_flavour(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             status = f"killed after {timeout}s"
-            if database == "postgresql":
-                drop_test_databases(flavour.name)
+            if database != "sqlite":
+                drop_test_databases(database, flavour.name)
     elapsed = time.monotonic() - started
     if not output.exists():
         tail = log.read_text().splitlines()[-40:]
@@ -268,14 +304,24 @@ def run_flavour(
     return report
 
 
-def drop_test_databases(flavour: str) -> None:
+def drop_test_databases(database: str, flavour: str) -> None:
     """Drop what a killed run left on the server (Django drops them itself otherwise)."""
-    import psycopg
-
     from conformance._settings import server, test_database_prefix
 
-    params = server()
     prefix = test_database_prefix(flavour)
+    if database == "mysql":
+        listed = subprocess.run(
+            ["mysql", "-N", "-e", "SHOW DATABASES", *mysql_client_args()],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        for name in (name for name in listed if name.startswith(prefix)):
+            drop = f"DROP DATABASE IF EXISTS `{name}`"
+            subprocess.run(["mysql", "-e", drop, *mysql_client_args()], check=False)
+        return
+    import psycopg
+
+    params = server()
     with psycopg.connect(
         dbname=params["NAME"],
         user=params["USER"],
@@ -403,9 +449,9 @@ def main() -> int:
     with locked(version):
         tests_dir = test_suite(version)
         for database in databases:
-            if database == "postgresql" and not reachable(*postgresql_address()):
-                host, port = postgresql_address()
-                say(f"{database}: not reachable at {host}:{port}, skipped")
+            reason = unavailable(database)
+            if reason is not None:
+                say(f"{database}: {reason}, skipped")
                 if os.environ.get("CI") == "true":
                     status = max(status, 2)
                 continue

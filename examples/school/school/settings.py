@@ -1,9 +1,9 @@
 """The seeds' school project, on aorm.
 
 ``DEBUG`` (``1``, the default, or ``0``) and the database come from the
-environment. The database comes from ``DATABASE_URL`` (``sqlite:///path`` or
-``postgres://user@host:port/name``); without it, a SQLite file next to this
-project.
+environment. The database comes from ``DATABASE_URL`` (``sqlite:///path``,
+``postgres://user@host:port/name`` or ``mysql://user@host:port/name``); without
+it, a SQLite file next to this project.
 """
 
 import os
@@ -40,6 +40,7 @@ ENGINES = {
     "sqlite": "aorm.backends.sqlite3",
     "postgres": "aorm.backends.postgresql",
     "postgresql": "aorm.backends.postgresql",
+    "mysql": "aorm.backends.mysql",
 }
 
 

@@ -302,15 +302,12 @@ class Connection:
 
 
 async def _execute(
-    driver: Driver, raw: Any, query: str, args: Any, many: bool
+    driver: Driver, raw: Any, method: str, query: Any, args: Any
 ) -> tuple[Sequence[Any], Any, int, Any, Any]:
-    """One statement (or ``executemany``), its rows, and every further result set read."""
+    """One ``execute``/``executemany``/``callproc``, its rows, and every further result read."""
     cursor = await driver.new_cursor(raw)
     try:
-        if many:
-            await cursor.executemany(query, args)
-        else:
-            await cursor.execute(query, args)
+        await getattr(cursor, method)(query, args)
         description = cursor.description
         rows = (await cursor.fetchall()) if description else ()
         outcome = (rows or (), description, cursor.rowcount, cursor.lastrowid, cursor._executed)
@@ -335,23 +332,27 @@ class Cursor:
         self.lastrowid: Any = None
         self._executed: Any = None
 
-    def _run(self, query: Any, args: Any, many: bool) -> int:
+    def _run(self, method: str, query: Any, args: Any) -> int:
         connection = self.connection
         self._rows, self._position = (), 0
         self.description, self.rowcount = None, -1
         rows, description, rowcount, lastrowid, executed = connection.io(
-            _execute(connection.source.driver, connection.raw, query, args, many)
+            _execute(connection.source.driver, connection.raw, method, query, args)
         )
         self._rows, self.description, self.rowcount = rows, description, rowcount
         self.lastrowid, self._executed = lastrowid, executed
         return int(rowcount)
 
     def execute(self, query: Any, args: Any = None) -> int:
-        return self._run(query, args, False)
+        return self._run("execute", query, args)
 
     def executemany(self, query: Any, args: Any) -> int | None:
         # Materialised here: a lazy iterable may run ORM code, which stays on the loop.
-        return self._run(query, list(args), True)
+        return self._run("executemany", query, list(args))
+
+    def callproc(self, procname: str, args: Sequence[Any] = ()) -> Sequence[Any]:
+        self._run("callproc", procname, args)
+        return args
 
     def fetchone(self) -> Any:
         if self._position >= len(self._rows):
