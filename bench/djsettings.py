@@ -8,8 +8,12 @@ One settings module, one process per contender: only ``ENGINE`` and
 - ``BENCH_POOL``: ``sized`` (default), every contender gets the same pool
   (``OPTIONS["pool"]``, min = max = POOL_SIZE); ``unset``, no pool option
   (workload F0: the settings a user writes first).
+- ``BENCH_DRIVER_OPTIONS``: JSON merged into PostgreSQL's ``OPTIONS``
+  (``bench.profile_a`` measures ``server_side_binding`` and
+  ``prepare_threshold`` with it).
 """
 
+import json
 import os
 
 from bench import common
@@ -54,6 +58,9 @@ else:
             "OPTIONS": {},
         }
     }
+    DATABASES["default"]["OPTIONS"].update(
+        json.loads(os.environ.get("BENCH_DRIVER_OPTIONS", "{}"))
+    )
     if POOL == "sized":
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": common.POOL_SIZE,

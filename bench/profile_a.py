@@ -53,6 +53,17 @@ GET20 = "Django get() via aorm, 20 per aorm.run (connection held)"
 AGET = "aorm aget(): one operation, connection borrowed each time (workload A)"
 SYNC = "Django sync get() (stock backend, sync psycopg, connection held)"
 STOCK = "Django stock aget() (sync_to_async thread hop, connection held)"
+RAW_SERVER = "raw async psycopg, one connection, server-side binding, no prepared statements"
+RAW_PREPARED = "raw async psycopg, one connection, server-side binding, prepared (threshold 5)"
+SSB_GET20 = "Django get() via aorm, 20 per aorm.run, server_side_binding + prepare_threshold 5"
+SSB_AGET = "aorm aget(), server_side_binding + prepare_threshold 5 (OPTIONS)"
+# The concurrent workloads, as make bench runs them: 100 tasks x 20 gets.
+TASKS, PER_TASK = 100, 20
+CONCURRENT = {
+    "A": "A: one task, sequential gets",
+    "B": f"B: {TASKS} tasks x {PER_TASK} gets",
+    "E": f"E: {TASKS} tasks x {PER_TASK} gets, 2 ms server wait each",
+}
 
 LAYERS = [
     ("waiting for PostgreSQL (epoll)", lambda p: p.endswith("/selectors.py")),
@@ -216,6 +227,25 @@ async def part_aorm(n: int) -> dict[str, Any]:
     runners: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {}
     runners[RAW] = lambda: timed_async(raw, keys)
 
+    # 1b. The same with psycopg's server-side binding, then prepared statements.
+    server = await psycopg.AsyncConnection.connect(
+        common.dsn(), autocommit=True, prepare_threshold=None
+    )
+    prepared = await psycopg.AsyncConnection.connect(
+        common.dsn(), autocommit=True, prepare_threshold=5
+    )
+
+    def raw_on(conn: psycopg.AsyncConnection[Any]) -> Callable[[int], Awaitable[Any]]:
+        async def run(pk: int) -> Any:
+            async with conn.cursor() as cur:
+                await cur.execute(DJANGO_SQL, (pk,))
+                return await cur.fetchall()
+
+        return run
+
+    runners[RAW_SERVER] = lambda: timed_async(raw_on(server), keys)
+    runners[RAW_PREPARED] = lambda: timed_async(raw_on(prepared), keys)
+
     # 2. The bridge and per-operation scope alone.
     def noop() -> None:
         pass
@@ -254,7 +284,8 @@ async def part_aorm(n: int) -> dict[str, Any]:
     runners[AGET] = lambda: timed_async(aget, keys)
     for name, timing in (await repeated(runners)).items():
         out[name] = timing
-    await conn.close()
+    for each in (conn, server, prepared):
+        await each.close()
 
     # 5. Profile of 4.
     from pyinstrument import Profiler
@@ -264,7 +295,89 @@ async def part_aorm(n: int) -> dict[str, Any]:
     for pk in keys:
         await Student.objects.aget(pk=pk)
     out["profile"] = shares_of(profiler.stop(), len(keys))
+
+    # 6. Under concurrency (B, E): CPU per get, and where it goes.
+    out["concurrent"] = await concurrent_profiles(aget, keys)
     return out
+
+
+async def concurrent_profiles(
+    aget: Callable[[int], Awaitable[Any]], keys: list[int]
+) -> dict[str, Any]:
+    """A, B and E of make bench with aorm: CPU per get (min of REPEATS), then a profile of each."""
+    from django.db.models import BooleanField
+    from django.db.models.expressions import RawSQL
+    from pyinstrument import Profiler
+
+    from bench.djapp.models import Student
+
+    wait = RawSQL(common.WAIT_FUNCTION, (), output_field=BooleanField())
+
+    async def aget_wait(pk: int) -> Any:
+        return await Student.objects.annotate(wait=wait).aget(pk=pk)
+
+    many = pks(TASKS * PER_TASK, seed=11)
+
+    async def gathered(op: Callable[[int], Awaitable[Any]], share: float = 1.0) -> None:
+        async def one(chunk: list[int]) -> None:
+            for pk in chunk:
+                await op(pk)
+
+        size = max(1, int(PER_TASK * share))
+        await asyncio.gather(
+            *(one(many[i * PER_TASK : i * PER_TASK + size]) for i in range(TASKS))
+        )
+
+    async def timed_gathered(op: Callable[[int], Awaitable[Any]]) -> dict[str, float]:
+        await gathered(op, 0.15)
+        cpu, wall = time.process_time(), time.perf_counter()
+        await gathered(op)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return {"wall_us": wall / len(many) * 1e6, "cpu_us": cpu / len(many) * 1e6}
+
+    runs = {
+        "A": lambda: timed_async(aget, keys),
+        "B": lambda: timed_gathered(aget),
+        "E": lambda: timed_gathered(aget_wait),
+    }
+    result: dict[str, Any] = {"timings": await repeated(runs), "profiles": {}}
+    for key, run in runs.items():
+        profiler = Profiler(interval=0.0001, async_mode="disabled")
+        profiler.start()
+        await run()
+        ops = len(keys) if key == "A" else len(many)
+        result["profiles"][key] = shares_of(profiler.stop(), ops)
+    return result
+
+
+async def part_aorm_ssb(n: int) -> dict[str, Any]:
+    """aorm with Django's server_side_binding and psycopg's prepared statements (OPTIONS)."""
+    os.environ["BENCH_DRIVER_OPTIONS"] = json.dumps(
+        {"server_side_binding": True, "prepare_threshold": 5}
+    )
+    setup_django("aorm")
+    import aorm
+    from bench.djapp.models import Student
+
+    keys = pks(n)
+
+    def batch(chunk: list[int]) -> None:
+        for pk in chunk:
+            Student.objects.get(pk=pk)
+
+    async def in_batches() -> dict[str, float]:
+        chunks = [keys[i : i + 20] for i in range(0, len(keys), 20)]
+        await aorm.run(batch, chunks[0])
+        cpu, wall = time.process_time(), time.perf_counter()
+        for chunk in chunks:
+            await aorm.run(batch, chunk)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return {"wall_us": wall / len(keys) * 1e6, "cpu_us": cpu / len(keys) * 1e6}
+
+    async def aget(pk: int) -> Any:
+        return await Student.objects.aget(pk=pk)
+
+    return await repeated({SSB_GET20: in_batches, SSB_AGET: lambda: timed_async(aget, keys)})
 
 
 async def part_stock(n: int) -> dict[str, Any]:
@@ -307,7 +420,7 @@ async def part_stock(n: int) -> dict[str, Any]:
 
 
 def run_part(part: str, n: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     proc = subprocess.run(
         [sys.executable, "-m", "bench.profile_a", "--part", part, "--ops", str(n)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -323,7 +436,12 @@ def _minus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 
 def markdown(parts: dict[str, Any], n: int) -> str:
-    timings = {k: v for part in parts.values() for k, v in part.items() if k != "profile"}
+    timings = {
+        k: v
+        for part in parts.values()
+        for k, v in part.items()
+        if k not in ("profile", "concurrent")
+    }
     profile = parts["aorm"]["profile"]
     aget = timings[AGET]
     lines = [
@@ -398,23 +516,74 @@ def markdown(parts: dict[str, Any], n: int) -> str:
         ]
         for name, share in prof["top_functions"][:15]:
             lines.append(f"| `{name}` | {share:.1%} |")
+    lines += concurrency_markdown(parts["aorm"]["concurrent"])
     lines.append("")
     return "\n".join(lines)
+
+
+def concurrency_markdown(concurrent: dict[str, Any]) -> list[str]:
+    """B and E next to A: CPU per get, and the profile of each by layer."""
+    timings, profiles = concurrent["timings"], concurrent["profiles"]
+    lines = [
+        "",
+        "## Under concurrency: A, B and E with aorm",
+        "",
+        f"B and E as `make bench` runs them ({TASKS} tasks x {PER_TASK} gets, "
+        f"pool of {common.POOL_SIZE}, E's gets wait 2 ms on the server), A for comparison; "
+        f"minimum of {REPEATS} interleaved runs. Wall µs per get is the run's duration "
+        "divided by its gets (throughput, not latency).",
+        "",
+        "| workload | wall µs per get (min) | client CPU µs per get (min) |",
+        "|---|---:|---:|",
+    ]
+    for key, title in CONCURRENT.items():
+        t = timings[key]
+        lines.append(f"| {title} | {t['wall_us']:.0f} | {t['cpu_us']:.0f} |")
+    names = sorted(
+        {name for prof in profiles.values() for name in prof["layers"]},
+        key=lambda n: -profiles["B"]["layers"].get(n, 0),
+    )
+    lines += [
+        "",
+        "Share of each layer in a profile of each workload (pyinstrument, wall clock; "
+        "waiting is the loop idle, waiting for PostgreSQL), and µs per get "
+        "(share x wall µs per get):",
+        "",
+        "| layer | " + " | ".join(f"{k} share | {k} µs" for k in CONCURRENT) + " |",
+        "|---|" + "---:|---:|" * len(CONCURRENT),
+    ]
+    for name in names:
+        cells = []
+        for key in CONCURRENT:
+            share = profiles[key]["layers"].get(name, 0.0)
+            cells += [f"{share:.1%}", f"{share * timings[key]['wall_us']:.0f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for key in ("B", "E"):
+        lines += [
+            "",
+            f"Top functions of {CONCURRENT[key]} (self time):",
+            "",
+            "| function (layer) | share |",
+            "|---|---:|",
+        ]
+        for name, share in profiles[key]["top_functions"][:15]:
+            lines.append(f"| `{name}` | {share:.1%} |")
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ops", type=int, default=1500)
-    parser.add_argument("--part", choices=["aorm", "stock"])
+    parser.add_argument("--part", choices=["aorm", "stock", "aorm-ssb"])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "profile_a.md")
     args = parser.parse_args()
     if args.part:
-        runner = part_aorm if args.part == "aorm" else part_stock
+        runner = {"aorm": part_aorm, "stock": part_stock, "aorm-ssb": part_aorm_ssb}[args.part]
         print("PROFILE " + json.dumps(asyncio.run(runner(args.ops))), flush=True)
         os._exit(0)
     db.create(ROWS)
     try:
-        parts = {"aorm": run_part("aorm", args.ops), "stock": run_part("stock", args.ops)}
+        parts = {part: run_part(part, args.ops) for part in ("aorm", "stock", "aorm-ssb")}
     finally:
         db.drop()
     text = markdown(parts, args.ops)

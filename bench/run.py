@@ -58,7 +58,8 @@ def rotated(items: list[str], by: int) -> list[str]:
 
 
 def environment() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # aorm from this checkout's src/, wherever bench/.venv's editable install points.
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
 

@@ -49,7 +49,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_quick_bench_reports_every_contender(tmp_path: Path) -> None:
-    env = {**os.environ, "BENCH_DB": "aorm_bench_smoke", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "BENCH_DB": "aorm_bench_smoke",
+        "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}",
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--out", str(tmp_path)],

@@ -161,6 +161,30 @@ class AsyncPool(Generic[C]):
                 return handed
             woken = True  # a slot was freed for us: open a connection
 
+    def acquire_nowait(self) -> C | None:
+        """An idle connection right away, or None: then ``await acquire()``.
+
+        For callers that would otherwise switch to the loop just to run
+        :meth:`acquire` without it ever waiting (the bridge).
+        """
+        if self._closed or self._check is not None or not self._idle or self._pending_waiters():
+            return None
+        conn, opened, _ = self._idle[-1]
+        if time.monotonic() - opened > self.max_lifetime or not self._reusable(conn):
+            return None
+        self._idle.pop()
+        return conn
+
+    def release_nowait(self, conn: C) -> bool:
+        """Take a clean connection back right away; False: ``await release()`` instead."""
+        if self._closed:
+            return False
+        opened = self._opened_at.get(id(conn), 0.0)
+        if time.monotonic() - opened > self.max_lifetime or not self._reusable(conn):
+            return False
+        self._hand_over(conn)
+        return True
+
     def _pending_waiters(self) -> bool:
         while self._waiters and self._waiters[0].done():  # served, timed out or cancelled
             self._waiters.popleft()

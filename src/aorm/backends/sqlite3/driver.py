@@ -608,7 +608,10 @@ class Pooled:
         )
 
     def getconn(self) -> Connection:
-        connection = await_(self.pool.acquire())
+        # An idle connection is taken without a switch to the loop and back.
+        connection = self.pool.acquire_nowait()
+        if connection is None:
+            connection = await_(self.pool.acquire())
         connection.pool = self
         return connection
 
@@ -617,7 +620,8 @@ class Pooled:
         try:
             connection.reset()
         finally:
-            await_(self.pool.release(connection))
+            if not self.pool.release_nowait(connection):
+                await_(self.pool.release(connection))
 
     async def aclose(self) -> None:
         await self.pool.aclose()
