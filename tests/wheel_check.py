@@ -4,7 +4,10 @@ Used by ``make wheel-check`` (part of ``make test``): what a user gets from
 ``pip install dist/*.whl`` must import, pass Django's system checks and run the
 seeds' views, without the checkout on ``sys.path``. Then the same project is
 installed from a Git URL (``git+file://`` of this checkout's HEAD), the form the
-README gives for installing from a repository.
+README gives for installing from a repository. Last, the documentation's
+tutorial (docs/tutorial.md) is followed in that venv, its files taken from the
+page itself: ``startproject``, the settings, the seeds' views, ``migrate``,
+uvicorn, and the answers the page shows.
 
 ``python -m tests.wheel_check [--keep]``: ``--keep`` leaves the temporary
 directory for inspection.
@@ -12,12 +15,18 @@ directory for inspection.
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -146,6 +155,99 @@ def fresh_venv(where: Path) -> Path:
     return python
 
 
+def tutorial_files(page: str) -> dict[str, str]:
+    """The files the tutorial shows whole: a ```python block after a `path`: line."""
+    blocks = re.finditer(r"^`([\w/]+\.py)`:\n\n```python\n(.*?)^```", page, re.M | re.S)
+    return {match[1]: match[2] for match in blocks}
+
+
+def tutorial_answers(page: str) -> dict[str, object]:
+    """What the tutorial's console block says each curl prints: path -> JSON."""
+    console = re.search(r"```console\n(.*?)```", page, re.S)
+    assert console, "docs/tutorial.md: no console block"
+    lines = console[1].splitlines()
+    return {
+        re.sub(r"^\$ curl http://127\.0\.0\.1:8000", "", line): json.loads(answer)
+        for line, answer in itertools.pairwise(lines)
+        if line.startswith("$ curl ")
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def follow_tutorial(venv: Path, where: Path) -> str:
+    """docs/tutorial.md, step by step, in ``venv``: the answers it shows, or a failure."""
+    page = (ROOT / "docs" / "tutorial.md").read_text()
+    python, bin_dir = venv / "bin" / "python", venv / "bin"
+    where.mkdir()
+    run(python, "-m", "pip", "install", "-q", "uvicorn")
+    run(bin_dir / "django-admin", "startproject", "mysite", ".", cwd=where)
+    run(python, "manage.py", "startapp", "students", cwd=where)
+    # Step 3, as the page says it: two apps appended, the engine swapped.
+    settings = where / "mysite" / "settings.py"
+    text = settings.read_text()
+    text, added = re.subn(
+        r"(INSTALLED_APPS = \[.*?)(\n\])",
+        r'\1\n    "aorm",\n    "students",\2',
+        text,
+        count=1,
+        flags=re.S,
+    )
+    text, swapped = re.subn(
+        r"[\"']django\.db\.backends\.sqlite3[\"']", '"aorm.backends.sqlite3"', text
+    )
+    assert added == 1 and swapped == 1, "startproject's settings changed shape"
+    settings.write_text(text)
+    files = tutorial_files(page)
+    assert set(files) == {"students/models.py", "students/views.py", "mysite/urls.py"}, files
+    for name, source in files.items():
+        (where / name).write_text(source)
+    run(python, "manage.py", "makemigrations", "students", cwd=where)
+    run(python, "manage.py", "migrate", "-v", "0", cwd=where)
+    port = free_port()
+    server = subprocess.Popen(
+        [bin_dir / "uvicorn", "mysite.asgi:application", "--port", str(port)],
+        cwd=where,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # bounded: the server listens, or dies, or the deadline passes
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("wheel-check: the tutorial's uvicorn did not start") from None
+                time.sleep(0.05)
+        answers = tutorial_answers(page)
+        for path, expected in answers.items():
+            status, body = get(f"http://127.0.0.1:{port}{path}")
+            assert status == 200 and json.loads(body) == expected, (path, status, body[:300])
+        status, _ = get(f"http://127.0.0.1:{port}/example/")
+        assert status == 500, "the page says a second /example/ answers 500"
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    lint = subprocess.run([python, "-m", "aorm.lint", "students"], cwd=where, capture_output=True)
+    assert lint.returncode == 0 and not lint.stdout, lint.stdout
+    return f"{len(files)} files from the page, {len(answers)} answers as shown"
+
+
 def main() -> int:
     keep = "--keep" in sys.argv[1:]
     started = time.monotonic()
@@ -178,6 +280,8 @@ def main() -> int:
         run(python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps",
             f"django-aorm @ git+file://{ROOT}")  # fmt: skip
         print(f"wheel-check: git URL: {last_line(run(python, 'check_seeds.py', cwd=project))}")
+        tutorial = follow_tutorial(tmp / "venv", tmp / "tutorial")
+        print(f"wheel-check: docs/tutorial.md followed: {tutorial}")
         print(
             f"wheel-check: {sdist.name} and {wheel.name} built, installed in a fresh venv, "
             f"seeds OK ({time.monotonic() - started:.0f}s)"
