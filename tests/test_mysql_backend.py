@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import random
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +25,8 @@ from django.db import OperationalError, connections, models, transaction
 import aorm
 from tests.app.models import Author, Book, Student
 from tests.conftest import ALL_DATABASES
+from tests.load_client import Outcome, Request, run_load
+from tests.server import uvicorn_server
 
 pytestmark = [
     ALL_DATABASES,
@@ -304,3 +308,92 @@ async def test_transaction_isolation_level_and_session_setup() -> None:
     assert level == (("READ-COMMITTED",),)  # Django's default, set once per pooled connection
     charset = await aorm.run(_sql, "default", "SELECT @@character_set_client")
     assert charset == (("utf8mb4",),)
+
+
+LOAD_USER = "aorm_load"  # the ASGI server's connections, told apart from the test's
+LOAD_POOL = 8  # the pool of the test settings' default alias
+
+
+def _load_sessions() -> list[tuple[int, str, int]]:
+    """(id, command, open transactions) of the ASGI server's connections."""
+    rows = _sql(
+        "stock",
+        "SELECT p.ID, p.COMMAND, COUNT(t.trx_id) FROM information_schema.PROCESSLIST p "
+        "LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID "
+        "WHERE p.USER = %s GROUP BY p.ID, p.COMMAND",
+        [LOAD_USER],
+    )
+    return [(int(i), str(command), int(n)) for i, command, n in rows]
+
+
+def _kill_load_sessions() -> list[int]:
+    killed = []
+    for thread_id, _, _ in _load_sessions():
+        _kill(thread_id)
+        killed.append(thread_id)
+    return killed
+
+
+@pytest.mark.timeout(240)
+def test_asgi_load_with_hang_ups_and_every_connection_killed() -> None:
+    """600 requests at concurrency 50 under uvicorn, a quarter abandoned mid-request, every
+    server connection killed once: only requests that ran into a killed connection fail,
+    the server never holds more connections than its pool, none is left busy or in a
+    transaction, and it serves normally afterwards."""
+    database = connections["default"].settings_dict["NAME"]
+    _sql("stock", f"CREATE USER IF NOT EXISTS {LOAD_USER}@'%%'")
+    _sql("stock", f"GRANT ALL ON `{database}`.* TO {LOAD_USER}@'%%'")
+    seed = int(os.environ.get("AORM_LOAD_SEED", random.randrange(1 << 32)))
+    rng = random.Random(seed)
+    requests = [
+        Request(
+            rng.choice(["/students/", "/atomic/ok/"]),
+            hang_up_after=rng.uniform(0.002, 0.05) if i % 4 == 0 else None,
+        )
+        for i in range(600)
+    ]
+    after = [Request(path) for path in ("/students/", "/atomic/ok/") for _ in range(3 * LOAD_POOL)]
+
+    async def scenario(port: int) -> tuple[list[Outcome], list[int], int, list[Outcome]]:
+        killed: list[int] = []
+        peak = 0
+        faults: list[asyncio.Task[None]] = []
+
+        async def fault() -> None:
+            killed.extend(await sync_to_async(_kill_load_sessions)())
+
+        def on_outcome(outcome: Outcome, completed: int) -> None:
+            if completed == 200:
+                faults.append(asyncio.get_running_loop().create_task(fault()))
+
+        load = asyncio.create_task(
+            run_load("127.0.0.1", port, requests, concurrency=50, on_outcome=on_outcome)
+        )
+        while not load.done():  # sampled: the server's connections, never more than its pool
+            peak = max(peak, len(await sync_to_async(_load_sessions)()))
+            await asyncio.wait({load}, timeout=0.05)
+        outcomes = await load
+        await asyncio.gather(*faults)
+        return outcomes, killed, peak, await run_load("127.0.0.1", port, after, concurrency=8)
+
+    with uvicorn_server(AORM_MYSQL_USER=LOAD_USER) as url:
+        port = int(url.rsplit(":", 1)[1])
+        outcomes, killed, peak, after_fault = asyncio.run(scenario(port))
+        sessions = _load_sessions()
+    statuses = [o.status for o in outcomes if not o.hung_up]
+    summary = (seed, len(killed), peak, {s: statuses.count(s) for s in set(statuses)})
+    assert [o.error for o in outcomes if o.error] == [], summary
+    assert killed, summary
+    assert set(statuses) <= {200, 500}, summary
+    assert statuses.count(500) <= len(killed), summary  # a killed connection fails one operation
+    assert sum(o.hung_up for o in outcomes) > 0, summary
+    assert peak <= LOAD_POOL, summary
+    assert [o.status for o in after_fault] == [200] * len(after), summary
+    assert len(sessions) <= LOAD_POOL, (sessions, summary)
+    assert [s for s in sessions if s[1] != "Sleep" or s[2]] == [], (sessions, summary)
+    written = Student.objects.using("stock").filter(name="ok").count()
+    acknowledged = sum(
+        o.status == 200 for o in [*outcomes, *after_fault] if o.request.path == "/atomic/ok/"
+    )
+    issued = sum(o.request.path == "/atomic/ok/" for o in [*outcomes, *after_fault])
+    assert acknowledged <= written <= issued, summary

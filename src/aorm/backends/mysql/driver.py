@@ -188,6 +188,21 @@ def mysqldb_error(exc: BaseException) -> MySQLdb.Error:
     return _CLASS_OF_CODE.get(code, default)(*args)
 
 
+# Server errors after which the session is gone (killed, server shutting down).
+_SESSION_ENDED = {1053, 1927, 4031}  # ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED, MySQL's idle
+
+
+def _fatal(error: MySQLdb.Error) -> bool:
+    """Whether the connection cannot serve another statement after ``error``.
+
+    Client-side errors (codes 2000-2999: server gone, connection lost,
+    commands out of sync) and an interface error (code 0) leave it in an
+    unknown state even when the driver still thinks it is connected.
+    """
+    code = error.args[0] if error.args and isinstance(error.args[0], int) else 0
+    return code == 0 or 2000 <= code < 3000 or code in _SESSION_ENDED
+
+
 # -- the connection Django holds
 
 _T = Any
@@ -223,8 +238,8 @@ class Connection:
             raise
         except (self.source.driver.error, OSError, EOFError) as exc:
             error = mysqldb_error(exc)
-            if not self.source.driver.connected(self.raw) or isinstance(exc, OSError | EOFError):
-                self.broken = True
+            if _fatal(error) or not self.source.driver.connected(self.raw):
+                self.broken = True  # the server ended the session, or the socket failed
             raise error.with_traceback(exc.__traceback__) from None
 
     def abandon(self) -> None:
