@@ -459,6 +459,12 @@ class Checker(ast.NodeVisitor):
             )
         self.generic_visit(node)
 
+    def visit_Await(self, node: ast.Await) -> None:
+        """``await qs`` fills the QuerySet's result cache: later sync reads of ``qs`` are free."""
+        self.generic_visit(node)
+        if self.scope is not None and isinstance(node.value, ast.Name):
+            self.scope.querysets.pop(node.value.id, None)
+
     def visit_Name(self, node: ast.Name) -> None:
         if self.scope is not None and isinstance(node.ctx, ast.Load):
             self.scope.used.add(node.id)
