@@ -192,6 +192,8 @@ def test_every_error_is_json(database_url: str) -> None:
             assert response.status_code == status, where
             assert response.headers["Content-Type"] == "application/json", where
             assert words in response.json()["error"], where
+            assert response.json()["status"] == status, where
+            assert response.json()["path"] == path.split("?")[0], where
             if status == 405:
                 assert response.headers["Allow"], where
         assert http.put("/students/1/").headers["Allow"] == "GET, PATCH, DELETE"
@@ -199,6 +201,13 @@ def test_every_error_is_json(database_url: str) -> None:
 
         bad_host = http.get("/students/", headers={"Host": "evil.example"})
         assert bad_host.status_code == 400 and bad_host.json()["error"] == "Bad Request"
+
+        invalid = http.post("/students/create/", content=b'{"name": "A"}')
+        assert invalid.json() == {
+            "error": 'both "name" and "age" are required',
+            "status": 400,
+            "path": "/students/create/",
+        }
 
         # A name of exactly max_length is fine on every database.
         fits = http.post("/students/create/", json={"name": "m" * 100, "age": 3})
@@ -391,6 +400,14 @@ def test_make_demo_is_repeatable_and_reset(database_url: str, tmp_path: Path) ->
     finally:
         if settings.DATABASE == "postgresql":
             drop_postgres_database(name)
+
+
+def test_make_demo_names_a_missing_sqlite_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    env = example_env(f"sqlite:///{missing / 'school.sqlite3'}")
+    status, output, _ = run_make("demo", f"PORT={free_port()}", env=env)
+    assert status != 0 and f"{missing} does not exist: create it" in output, output
+    assert "Traceback" not in output, output
 
 
 def test_make_demo_stops_at_once_without_a_server() -> None:

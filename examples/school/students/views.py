@@ -85,8 +85,9 @@ def validate_student(data: object, *, partial: bool = False) -> dict[str, object
     return data
 
 
-def bad_request(error: Exception) -> JsonResponse:
-    return JsonResponse({"error": str(error)}, status=400)
+def bad_request(error: Exception, request: HttpRequest) -> JsonResponse:
+    """A 400 shaped like every other error of the demo (school/middleware.py)."""
+    return JsonResponse({"error": str(error), "status": 400, "path": request.path}, status=400)
 
 
 @require_http_methods(["POST"])
@@ -94,7 +95,7 @@ async def create_student(request: HttpRequest) -> JsonResponse:
     try:
         data = validate_student(load_json(request.body))
     except BadRequest as error:
-        return bad_request(error)
+        return bad_request(error, request)
     student = await Student.objects.acreate(**data)
     return JsonResponse(student.as_dict(), status=201)
 
@@ -106,7 +107,7 @@ async def student_detail(request: HttpRequest, student_id: int) -> JsonResponse:
         try:
             data = validate_student(load_json(request.body), partial=True)
         except BadRequest as error:
-            return bad_request(error)
+            return bad_request(error, request)
         for field, value in data.items():
             setattr(student, field, value)
         await student.asave(update_fields=list(data))
@@ -126,7 +127,7 @@ async def enrol_class(request: HttpRequest) -> JsonResponse:
         async with transaction.atomic():
             created = [await Student.objects.acreate(**validate_student(row)) for row in rows]
     except BadRequest as error:
-        return bad_request(error)
+        return bad_request(error, request)
     return JsonResponse([s.as_dict() for s in created], safe=False, status=201)
 
 

@@ -38,7 +38,14 @@ class Command(BaseCommand):
 
     def sqlite(self, path: Path, *, drop: bool) -> None:
         """SQLite creates its file on first use; dropping removes it with its WAL files."""
-        if not drop or str(path) == ":memory:":
+        if str(path) == ":memory:":
+            return
+        if not drop:
+            if not path.parent.is_dir():
+                raise CommandError(
+                    f"{path.parent} does not exist: create it (mkdir -p {path.parent}) or "
+                    "point DATABASE_URL elsewhere"
+                )
             return
         removed = [
             p for p in (path, *(Path(f"{path}{s}") for s in ("-wal", "-shm"))) if p.exists()
