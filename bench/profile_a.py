@@ -1,4 +1,4 @@
-"""Where aorm's time goes in workload A (get by primary key, sequential), layer by layer.
+"""Where aorm's time goes in workload A (get by primary key, sequential), layer by layer; B, E.
 
     python -m bench.profile_a [--ops 3000] [--out bench/results/profile_a.md]
 
@@ -15,6 +15,11 @@ pool of POOL_SIZE), on its own database (``aorm_bench_profile``):
 2. A statistical profile of the full ``aget`` loop (pyinstrument, wall clock):
    each sample is charged to the layer of the innermost Python frame, so C
    code (libpq, greenlet switches, epoll) counts for the Python code calling it.
+3. Under concurrency: B and E as ``make bench`` runs them (100 tasks x 20
+   gets), CPU per get next to A's, and a profile of each.
+4. The driver's options: raw psycopg with server-side binding, with and
+   without prepared statements; aorm with Django's ``server_side_binding``
+   and psycopg's ``prepare_threshold`` (a third process, ``--part aorm-ssb``).
 """
 
 from __future__ import annotations
