@@ -526,28 +526,38 @@ class Pooled:
             connector.alias, connector.open, connector.close, connector.reusable, options
         )
 
+    # An idle connection is taken, and a clean one given back, without leaving
+    # the greenlet (the pool's ``*_nowait``); otherwise the loop serves it.
+    def _acquire(self) -> Connection:
+        connection = self.pool.acquire_nowait()
+        return connection if connection is not None else await_(self.pool.acquire())
+
+    def _release(self, connection: Connection) -> None:
+        if not self.pool.release_nowait(connection):
+            await_(self.pool.release(connection))
+
     def getconn(self) -> Connection:
-        connection = await_(self.pool.acquire())
+        connection = self._acquire()
         connection.pool = self
         return connection
 
     def putconn(self, connection: Connection) -> None:
         connection.pool = None
-        await_(self.pool.release(connection))
+        self._release(connection)
 
     def park(self, wrapper: Any) -> None:
         """Give the wrapper's connection back with the wrapper riding along."""
         connection = wrapper.connection
         connection.pool = None
         connection.parked = wrapper
-        await_(self.pool.release(connection))
+        self._release(connection)
 
     def take_parked(self) -> Any:
         """A parked wrapper, connected and pristine, or None (Django then builds one)."""
-        connection = await_(self.pool.acquire())
+        connection = self._acquire()
         wrapper, connection.parked = connection.parked, None
         if wrapper is None:
-            await_(self.pool.release(connection))
+            self._release(connection)
         else:
             connection.pool = self
         return wrapper
