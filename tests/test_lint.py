@@ -152,6 +152,7 @@ CORRECT = {
     "lazy then awaited": "qs = Student.objects.filter(age=1)\nif pk:\n    qs = qs.filter(pk=pk)\nreturn await qs",
     "rebound to the rows": "qs = Student.objects.all()\nqs = await qs\nprint(len(qs), qs[0], [s for s in qs])",
     "passed on": "qs = Student.objects.all()\nreturn render(qs)",
+    "used by a closure": "qs = Student.objects.filter(age=1)\nasync def rows():\n    return await qs\nreturn await rows()",
     "awaited, then cached": "qs = Student.objects.all()\nrows = await qs\nprint(len(qs), rows)",
     "async for": "async for s in Student.objects.all():\n    print(s)",
     "iterate awaited": "for s in await Student.objects.filter(age=1):\n    print(s)",

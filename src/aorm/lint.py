@@ -204,6 +204,8 @@ class Checker(ast.NodeVisitor):
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
         for decorator in node.decorator_list:
             self.visit(decorator)
+        if self.scope is not None:
+            self.scope.used.update(names_loaded(node))  # a closure reads the outer names
         self.check_async_body(node.body, node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
