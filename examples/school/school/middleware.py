@@ -14,7 +14,7 @@ from http import HTTPStatus
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import is_valid_path
 
@@ -22,10 +22,12 @@ logger = logging.getLogger("django.request")
 
 GetResponse = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
-# Raised by a view (or by a seed view behaving as written): what the client is told.
+# Exceptions that are the client's doing, and their status (Django's own mapping);
+# anything else a view raises is a 500.
 CLIENT_ERRORS: dict[type[Exception], int] = {
     Http404: 404,
     PermissionDenied: 403,
+    BadRequest: 400,
     SuspiciousOperation: 400,
 }
 
