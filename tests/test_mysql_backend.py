@@ -20,7 +20,9 @@ import django.db.utils
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connections, models, transaction
+from django.db.utils import load_backend
 
 import aorm
 from tests.app.models import Author, Book, Student
@@ -397,3 +399,41 @@ def test_asgi_load_with_hang_ups_and_every_connection_killed() -> None:
     )
     issued = sum(o.request.path == "/atomic/ok/" for o in [*outcomes, *after_fault])
     assert acknowledged <= written <= issued, summary
+
+
+def _wrapper(alias: str, **options: Any) -> Any:
+    """A DatabaseWrapper of aorm's backend with these OPTIONS, on an alias of its own."""
+    settings_dict = {**connections["default"].settings_dict, "OPTIONS": options}
+    return load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
+
+
+def _session(wrapper: Any, sql: str) -> Any:
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+    finally:
+        wrapper.close()
+
+
+@pytest.mark.parametrize("pool", [False, {"max_size": 2}])
+async def test_options_reach_the_async_connection(pool: Any) -> None:
+    """init_command, sql_mode, isolation_level and charset mean what they mean to Django."""
+    wrapper = _wrapper(
+        f"options-{bool(pool)}",
+        pool=pool,
+        init_command="SET @aorm_marker = 42",
+        sql_mode="STRICT_ALL_TABLES",
+        isolation_level="repeatable read",
+        charset="utf8mb4",
+    )
+    sql = "SELECT @aorm_marker, @@SESSION.sql_mode, @@SESSION.tx_isolation, @@character_set_client"
+    assert await aorm.run(_session, wrapper, sql) == (
+        (42, "STRICT_ALL_TABLES", "REPEATABLE-READ", "utf8mb4"),
+    )
+
+
+async def test_an_option_the_async_driver_cannot_honour_is_refused() -> None:
+    wrapper = _wrapper("compressed", compress=True)
+    with pytest.raises(ImproperlyConfigured, match="compress cannot be passed to asyncmy"):
+        await aorm.run(_session, wrapper, "SELECT 1")
