@@ -178,6 +178,32 @@ async def test_a_task_started_inside_an_operation_borrows_its_own_connection() -
     assert await Event.objects.acount() == 2
 
 
+async def test_concurrent_receivers_with_transactions_of_their_own() -> None:
+    """Each receiver's block is its own (Django 6 runs receivers in one shared context)."""
+    both_inside = asyncio.Barrier(2)
+
+    async def committing(sender: Any, **kwargs: Any) -> None:
+        async with transaction.atomic():
+            await Event.objects.acreate(kind="kept")
+            await asyncio.wait_for(both_inside.wait(), 10)
+
+    async def failing(sender: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(Boom):
+            async with transaction.atomic():
+                await Event.objects.acreate(kind="lost")
+                await asyncio.wait_for(both_inside.wait(), 10)
+                raise Boom
+
+    for uid, receiver in (("kept", committing), ("lost", failing)):
+        post_save.connect(receiver, sender=Author, weak=False, dispatch_uid=uid)
+    try:
+        await Author.objects.acreate(name="ann")
+    finally:
+        for uid in ("kept", "lost"):
+            post_save.disconnect(sender=Author, dispatch_uid=uid)
+    assert await rows("default") == (["ann"], ["kept"])
+
+
 async def test_a_sync_atomic_block_is_lent_to_the_tasks_it_starts(
     receivers: Callable[..., None], sql_log: SqlLog
 ) -> None:

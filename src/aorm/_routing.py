@@ -36,11 +36,13 @@ connection: see ``aorm._scope``.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import importlib
 import importlib.util
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import AsyncToSync, SyncToAsync
 from asgiref.sync import sync_to_async as _threaded
@@ -52,7 +54,19 @@ from django.db.models.query import BaseIterable, RawQuerySet
 
 from aorm import _scope, bridge
 
-__all__ = ["ROUTED", "THREADED", "install", "route"]
+__all__ = [
+    "ROUTED",
+    "THREADED",
+    "ReceiversInOwnContexts",
+    "aiter_natively",
+    "async_to_sync_call",
+    "manager_aall",
+    "queryset_aall",
+    "queryset_await",
+    "route",
+    "router_for",
+    "sync_to_async_call",
+]
 
 
 def _candidate_aliases(target: Any, using: Any) -> set[str]:
@@ -170,6 +184,8 @@ THREADED: dict[str, str] = {
     "django.tasks.backends.base": "task backends' enqueue: the backend's own I/O",
 }
 
+T = TypeVar("T")
+
 _APP_OF = {  # routed modules that exist only with their app installed
     "django.contrib.contenttypes.fields": "django.contrib.contenttypes",
     "django.contrib.sessions.backends.base": "django.contrib.sessions",
@@ -211,14 +227,21 @@ _routers = {test: _router(test) for test in set(ROUTED.values())}
 route = _routers[_orm]
 
 
+def router_for(module: str) -> Callable[..., Any]:
+    """The ``sync_to_async`` stand-in installed in ``module`` (one of :data:`ROUTED`)."""
+    return _routers[ROUTED[module]]
+
+
 def routed_modules() -> list[str]:
-    """The modules of :data:`ROUTED` that this Django version has and whose app is installed."""
+    """The modules of :data:`ROUTED` that this Django version has, uses and has installed."""
     names = []
     for name in ROUTED:
         app = _APP_OF.get(name)
         if app is not None and not apps.is_installed(app):
             continue
-        if importlib.util.find_spec(name) is not None:
+        if importlib.util.find_spec(name) is None:
+            continue
+        if hasattr(importlib.import_module(name), "sync_to_async"):  # else nothing to route
             names.append(name)
     return names
 
@@ -226,7 +249,39 @@ def routed_modules() -> list[str]:
 _django_aiter = BaseIterable.__aiter__
 
 
-def _aiter(self: BaseIterable) -> AsyncIterator[Any]:
+class ReceiversInOwnContexts:
+    """Django 6's ``_run_parallel``, with each async receiver in a copy of the shared context.
+
+    Django 6 runs async receivers as tasks sharing one context, so that what
+    they set reaches the sender. aorm keeps per-task state in context
+    variables (the running operation, the atomic blocks a task is in): shared,
+    one receiver's operation or transaction would be its siblings' too. Each
+    receiver therefore runs in a copy, and what it changed, aorm's own
+    variables aside, is copied back into the shared context when it ends.
+    """
+
+    def __init__(self, run_parallel: Callable[..., Coroutine[Any, Any, list[Any]]]) -> None:
+        self.run_parallel = run_parallel
+
+    async def __call__(self, *coroutines: Coroutine[Any, Any, Any]) -> list[Any]:
+        return await self.run_parallel(*(_in_own_context(c) for c in coroutines))
+
+
+async def _in_own_context(coroutine: Coroutine[Any, Any, T]) -> T:
+    context = contextvars.copy_context()
+    task = asyncio.get_running_loop().create_task(coroutine, context=context)
+    try:
+        return await task
+    finally:
+        for var, value in context.items():
+            if var not in _scope.TASK_VARIABLES and var.get(_UNSET) is not value:
+                var.set(value)
+
+
+_UNSET = object()
+
+
+def aiter_natively(self: BaseIterable) -> AsyncIterator[Any]:
     if is_native(self.queryset):
         return _native_chunks(self)
     return _django_aiter(self)  # type: ignore[no-any-return]
@@ -251,17 +306,17 @@ async def _evaluate(queryset: QuerySet[Any] | RawQuerySet) -> list[Any]:
     return list(queryset._result_cache)  # type: ignore[arg-type]
 
 
-def _queryset_await(self: QuerySet[Any] | RawQuerySet) -> Generator[Any, None, list[Any]]:
+def queryset_await(self: QuerySet[Any] | RawQuerySet) -> Generator[Any, None, list[Any]]:
     """``await queryset`` evaluates it, like ``list(queryset)``, and returns the list."""
     return _evaluate(self).__await__()
 
 
-async def _queryset_aall(self: QuerySet[Any]) -> list[Any]:
+async def queryset_aall(self: QuerySet[Any]) -> list[Any]:
     """``await queryset.aall()``: the rows of ``queryset.all()``, as a list."""
     return await _evaluate(self.all())
 
 
-async def _manager_aall(self: BaseManager[Any]) -> list[Any]:
+async def manager_aall(self: BaseManager[Any]) -> list[Any]:
     """``await Model.objects.aall()``: every row of the manager's QuerySet, as a list."""
     return await _evaluate(self.get_queryset())
 
@@ -269,7 +324,7 @@ async def _manager_aall(self: BaseManager[Any]) -> list[Any]:
 _django_async_to_sync_call = AsyncToSync.__call__
 
 
-def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) -> Any:
+def async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     if bridge.in_bridge():
         return _scope.await_(self.awaitable(*args, **kwargs))
     return _django_async_to_sync_call(self, *args, **kwargs)
@@ -278,21 +333,8 @@ def _async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) 
 _django_sync_to_async_call = SyncToAsync.__call__
 
 
-async def _sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
+async def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Thread-sensitive sync code called inside an async transaction takes part in it."""
     if self._thread_sensitive and _scope.in_async_transaction() and every_alias_native():
         return await _scope.run(self.func, *args, **kwargs)
     return await _django_sync_to_async_call(self, *args, **kwargs)
-
-
-def install() -> None:
-    """Route Django's async entry points; idempotent."""
-    for name in routed_modules():
-        importlib.import_module(name).sync_to_async = _routers[ROUTED[name]]  # type: ignore[attr-defined]
-    BaseIterable.__aiter__ = _aiter  # type: ignore[method-assign]
-    QuerySet.__await__ = _queryset_await  # type: ignore[attr-defined]
-    QuerySet.aall = _queryset_aall  # type: ignore[attr-defined]
-    RawQuerySet.__await__ = _queryset_await  # type: ignore[attr-defined]
-    BaseManager.aall = _manager_aall  # type: ignore[attr-defined]
-    AsyncToSync.__call__ = _async_to_sync_call  # type: ignore[method-assign]
-    SyncToAsync.__call__ = _sync_to_async_call  # type: ignore[method-assign]

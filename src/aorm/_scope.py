@@ -61,7 +61,7 @@ from aorm._loops import loop_running
 from aorm._pool import pool_key
 from aorm.backends.base import sync_transactions
 
-__all__ = ["Block", "Scope", "Transaction", "await_", "install", "native_aliases", "run"]
+__all__ = ["Block", "Scope", "ScopedStorage", "Transaction", "await_", "native_aliases", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -83,6 +83,8 @@ _operation: ContextVar[Operation | None] = ContextVar("aorm.operation", default=
 # The innermost atomic block this task is in, by alias.
 _NO_BLOCKS: Mapping[str, Block] = MappingProxyType({})
 _blocks: ContextVar[Mapping[str, Block]] = ContextVar("aorm.blocks", default=_NO_BLOCKS)
+# What a task must not share with a sibling that runs in the same Context.
+TASK_VARIABLES: frozenset[ContextVar[Any]] = frozenset({_operation, _blocks})
 _native: tuple[object, frozenset[str]] = (None, frozenset())
 
 
@@ -212,7 +214,7 @@ def leave_block(token: Any) -> None:
     _blocks.reset(token)
 
 
-class _ScopedStorage:
+class ScopedStorage:
     """Stands in for ``connections._connections``: aorm aliases resolve as described above."""
 
     __slots__ = ("_django",)
@@ -273,11 +275,6 @@ def _refuse_in_thread(alias: str) -> None:
             "on it; its statements would run outside that transaction. Run the function with "
             "`await aorm.run(fn, *args)` instead: it then takes part in the transaction."
         )
-
-
-def install() -> None:
-    if not isinstance(connections._connections, _ScopedStorage):
-        connections._connections = _ScopedStorage(connections._connections)
 
 
 def _take_parked(alias: str) -> Any:

@@ -39,11 +39,14 @@ from django.db.transaction import Atomic
 from aorm import _scope, bridge
 
 __all__ = [
+    "aenter",
+    "aexit",
     "aget_autocommit",
     "aget_rollback",
     "aon_commit",
     "aset_rollback",
-    "install",
+    "atomic_call",
+    "make_view_atomic",
     "sync_callback",
 ]
 
@@ -91,7 +94,7 @@ def _own_blocks(atomic: Atomic) -> list[tuple[_scope.Block, Any]]:
     return by_task.setdefault(asyncio.current_task(), [])  # type: ignore[no-any-return]
 
 
-async def _aenter(self: Atomic) -> Atomic:
+async def aenter(self: Atomic) -> Atomic:
     alias = self.using or DEFAULT_DB_ALIAS
     if alias not in _scope.native_aliases():
         # Deliberate fallback, Django's own backend: its async calls run in
@@ -119,9 +122,9 @@ async def _aenter(self: Atomic) -> Atomic:
     return self
 
 
-async def _aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
+async def aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
     alias = self.using or DEFAULT_DB_ALIAS
-    if alias not in _scope.native_aliases():  # Django's own backend: see _aenter
+    if alias not in _scope.native_aliases():  # Django's own backend: see aenter
         await _shielded(sync_to_async(self.__exit__)(exc_type, exc, tb))
         return
     blocks = _own_blocks(self)
@@ -152,7 +155,7 @@ async def _abandon(transaction: _scope.Transaction) -> None:
 _django_call = Atomic.__call__
 
 
-def _call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
+def atomic_call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
     """``@transaction.atomic`` on an ``async def`` wraps the awaited body."""
     if not inspect.iscoroutinefunction(func):
         return _django_call(self, func)  # type: ignore[no-any-return]
@@ -187,7 +190,7 @@ def sync_callback(func: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[
 _django_make_view_atomic = BaseHandler.make_view_atomic
 
 
-def _make_view_atomic(self: BaseHandler, view: Callable[..., Any]) -> Callable[..., Any]:
+def make_view_atomic(self: BaseHandler, view: Callable[..., Any]) -> Callable[..., Any]:
     """ATOMIC_REQUESTS for async views: the view runs inside ``async with atomic()``."""
     if not inspect.iscoroutinefunction(view):
         return _django_make_view_atomic(self, view)  # type: ignore[no-any-return]
@@ -238,10 +241,3 @@ async def aon_commit(
         logger.exception(
             "Error calling %s in on_commit() (%s).", getattr(func, "__qualname__", func), exc
         )
-
-
-def install() -> None:
-    Atomic.__aenter__ = _aenter  # type: ignore[attr-defined]
-    Atomic.__aexit__ = _aexit  # type: ignore[attr-defined]
-    Atomic.__call__ = _call  # type: ignore[method-assign]
-    BaseHandler.make_view_atomic = _make_view_atomic  # type: ignore[method-assign]

@@ -8,8 +8,10 @@ class AormConfig(AppConfig):
     verbose_name = "aorm: native async ORM"
 
     def ready(self) -> None:
-        from aorm import _routing, _scope, _transaction
+        from django.core import checks
 
-        _scope.install()
-        _routing.install()
-        _transaction.install()
+        from aorm import _install
+        from aorm.checks import check_settings
+
+        _install.install()
+        checks.register(check_settings)

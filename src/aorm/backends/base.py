@@ -28,17 +28,19 @@ import weakref
 from contextvars import ContextVar
 from typing import Any
 
-from django.core.exceptions import SynchronousOnlyOperation
-from django.utils import asyncio as django_asyncio
+from django.apps import apps
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
 from django.utils.asyncio import async_unsafe
 
 from aorm import _hints
 from aorm._loops import loop_running
 from aorm.bridge import in_bridge
+from aorm.checks import check_app_installed
 
 __all__ = ["BridgedDatabaseWrapper", "sync_transactions"]
 
-_GUARD_CODE = async_unsafe("")(lambda: None).__code__
+GUARD_CODE = async_unsafe("")(lambda: None).__code__
 _guard_lifted: ContextVar[bool] = ContextVar("aorm.guard_lifted", default=False)
 
 # Every DatabaseWrapper connected by synchronous code (all of them: a thread may
@@ -52,8 +54,12 @@ def sync_transactions() -> list[tuple[int, str, Any]]:
     return [(w._thread_ident, w.alias, w) for w in list(_sync_wrappers) if w.in_atomic_block]
 
 
+# Registered here, not by the app: it is the app's absence that it reports.
+checks.register(check_app_installed)
+
+
 def _is_guarded(method: Any) -> bool:
-    return getattr(getattr(method, "__func__", method), "__code__", None) is _GUARD_CODE
+    return getattr(getattr(method, "__func__", method), "__code__", None) is GUARD_CODE
 
 
 def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
@@ -72,17 +78,11 @@ def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
         raise SynchronousOnlyOperation(_hints.async_form_of_current_call()) from None
 
 
-def _running_loop_unless_lifted() -> asyncio.AbstractEventLoop:
+def running_loop_unless_lifted() -> asyncio.AbstractEventLoop:
     """What Django's guard calls to detect async code; the bridge's I/O is not blocking."""
     if _guard_lifted.get():
         raise RuntimeError("aorm: native I/O inside the bridge")
     return asyncio.get_running_loop()
-
-
-# Django's guard looks this name up in its module at each call. The guard is
-# lifted only while an aorm backend's guarded method runs inside the bridge
-# (and Django's test-case patches of those methods run with it), nowhere else.
-django_asyncio.get_running_loop = _running_loop_unless_lifted  # type: ignore[attr-defined]
 
 
 def _let_bridge_through(name: str) -> Any:
@@ -98,6 +98,17 @@ class BridgedDatabaseWrapper:
 
     It must come before Django's class in the bases.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if apps.ready and not apps.is_installed("aorm"):
+            # Without the app nothing routes Django's async API here: refuse,
+            # rather than let async code fall back to threads unnoticed.
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}] uses aorm's backend "  # type: ignore[attr-defined]
+                f"{self.settings_dict['ENGINE']!r}, but 'aorm' is not in "  # type: ignore[attr-defined]
+                "INSTALLED_APPS: add it (aorm.E001)."
+            )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
