@@ -6,6 +6,7 @@ loop, on async drivers, with no thread pool in between.
 """
 
 from aorm._pool import PoolStats, PoolTimeout, pool_stats
+from aorm._relations import afetch
 from aorm._scope import await_, run
 from aorm._transaction import aget_autocommit, aget_rollback, aon_commit, aset_rollback
 from aorm.bridge import BridgeError
@@ -14,6 +15,7 @@ __all__ = [
     "BridgeError",
     "PoolStats",
     "PoolTimeout",
+    "afetch",
     "aget_autocommit",
     "aget_rollback",
     "aon_commit",

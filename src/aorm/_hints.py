@@ -46,13 +46,26 @@ def _suggestion(frame: FrameType) -> str | None:
         return (
             f"{name}() on a related manager queries the database: use `await manager.a{name}(...)`"
         )
-    if owner.endswith("Descriptor") and name == "__get__":
+    if name == "__get__" and (owner.endswith("Descriptor") or owner == "GenericForeignKey"):
+        relation, model = _relation_of(frame)
         return (
-            "this relation is not loaded, and loading it queries the database: load it "
-            "up front with select_related()/prefetch_related(), or fetch it with "
-            "`await aorm.run(getattr, obj, '<relation name>')`"
+            f"{model}.{relation} is not loaded, and loading it queries the database: load it "
+            f"with `await aorm.afetch(obj, {relation!r})`, or up front with "
+            "select_related()/prefetch_related()"
         )
     return None
+
+
+def _relation_of(frame: FrameType) -> tuple[str, str]:
+    """The relation a descriptor's ``__get__`` was loading, and the instance's model."""
+    descriptor, instance = frame.f_locals.get("self"), frame.f_locals.get("instance")
+    model = type(instance).__name__ if instance is not None else "obj"
+    field = getattr(descriptor, "field", None)
+    related = getattr(descriptor, "related", None)
+    if related is not None and hasattr(related, "get_accessor_name"):
+        return related.get_accessor_name(), model  # reverse one-to-one
+    name = getattr(field, "name", None) or getattr(descriptor, "name", None)
+    return str(name or "<relation name>"), model
 
 
 def async_form_of_current_call() -> str:
