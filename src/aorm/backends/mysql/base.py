@@ -16,26 +16,30 @@ wrapper (``mysql_server_data``: version, ``sql_mode``, time zone tables) once
 per pool.
 
 Which driver, measured (``python -m tests.mysql_driver_bench``): ``aget()`` by
-primary key on MariaDB 10.11 over loopback, one task, a pool of one
-connection, wall µs per call, best of 5 interleaved runs of 2,000 calls, each
-contender in a fresh process. The same adapter runs on both drivers; only
-their ``connect``/``cursor`` differ. Two sessions on a shared, busy 2-core
-machine, hence two figures per cell::
+primary key on MariaDB 10.11 over loopback, wall µs per call, best of 5
+interleaved runs, each contender in a fresh process; A: one task, 2,000 calls,
+a pool of one connection; B: 100 concurrent tasks x 20 calls, a pool of 10
+(stock Django: a ``ThreadSensitiveContext`` per task, as its ASGI handler
+runs each request). The same adapter runs on both drivers; only their
+``connect``/``cursor`` differ. The 2 cores were shared with other jobs
+(load 2-10), so each cell is the range over 2-4 sessions::
 
-                                      Python 3.11       Python 3.12
-                                      Django 5.2        Django 6.1
-    asyncmy 0.2.18 (Cython)            347 / 293         395 / 393
-    aiomysql 0.3.2 (PyMySQL, Python)   437 / 303         386 / 503
-    stock aget() (mysqlclient, thread) 388 / 311         340 / 507
+                                        A                       B
+                                 Py 3.11     Py 3.12     Py 3.11     Py 3.12
+                                 Dj 5.2      Dj 6.1      Dj 5.2      Dj 6.1
+    asyncmy 0.2.18 (Cython)      267-347     393-427     226-275       353
+    aiomysql 0.3.2 (PyMySQL)     301-437     386-503     326-352       371
+    stock aget() (mysqlclient)   311-474     340-507     540-552       621
 
-The drivers are within the machine's noise of each other on a single get;
-asyncmy was never clearly behind, parses the protocol and decodes rows in
-Cython where aiomysql runs PyMySQL's pure Python (not measured here on large
-results), and is Tortoise's driver; it is aorm's: ``pip install "django-aorm[mysql]"``
-installs it with mysqlclient for the sync side. The adapter also runs on
-aiomysql (``driver.DRIVER = "aiomysql"``), used by the measurement only. A
-profile of the asyncmy path: Django's ORM dominates, the adapter and driver
-take about 25 µs per statement, the bridge a few switches.
+One task at a time, the three are within the machine's noise of each other:
+Django's ORM is most of the cost of a get. Under concurrency aorm serves
+twice stock Django's throughput, and asyncmy (which parses the protocol in
+Cython) was ahead of aiomysql (PyMySQL's pure Python) in every session, so
+asyncmy is aorm's driver: ``pip install "django-aorm[mysql]"`` installs it
+with mysqlclient for the sync side. The adapter also runs on aiomysql
+(``driver.DRIVER = "aiomysql"``), for the measurement only. A profile of the
+asyncmy path: the adapter and driver take about 25 µs per statement, the
+bridge a few greenlet switches.
 """
 
 from __future__ import annotations
