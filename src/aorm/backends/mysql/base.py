@@ -33,9 +33,9 @@ runs each request). The same adapter runs on both drivers; only their
 
 One task at a time, the three are within the machine's noise of each other:
 Django's ORM is most of the cost of a get. Under concurrency aorm serves
-twice stock Django's throughput, and asyncmy (which parses the protocol in
-Cython) was ahead of aiomysql (PyMySQL's pure Python) in every session, so
-asyncmy is aorm's driver: ``pip install "django-aorm[mysql]"`` installs it
+1.8-2.4 times stock Django's throughput, and asyncmy (which parses the
+protocol in Cython) was ahead of aiomysql (PyMySQL's pure Python) in every
+session, so asyncmy is aorm's driver: ``pip install "django-aorm[mysql]"`` installs it
 with mysqlclient for the sync side. The adapter also runs on aiomysql
 (``driver.DRIVER = "aiomysql"``), for the measurement only. A profile of the
 asyncmy path: the adapter and driver take about 25 µs per statement, the
