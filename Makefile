@@ -13,7 +13,7 @@ VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
 .PHONY: test lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser \
-	docs mysql-client mysql-tz
+	docs mysql-client mysql-tz pgbouncer
 
 $(VENV)/.installed: pyproject.toml | mysql-client
 	$(PYTHON) -m venv $(VENV)
@@ -60,13 +60,33 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check src tests examples conformance bench
 	$(VENV)/bin/mypy src
 
-test: lint $(VENV)/.installed bench-smoke wheel-check browser docs mysql-tz
+test: lint $(VENV)/.installed bench-smoke wheel-check browser docs mysql-tz pgbouncer
 	@$(VENV)/bin/python -m tests.runner $(VENV)
 	@if [ -n "$(NEXT_PYTHON)" ]; then \
 		$(MAKE) --no-print-directory $(VENV_NEXT)/.installed && \
 		$(VENV_NEXT)/bin/python -m tests.runner $(VENV_NEXT); \
 	else \
 		echo "django 6.x: no Python 3.12+ interpreter found, not tested"; \
+	fi
+
+# Debian's pgbouncer for tests/test_pgbouncer.py (started by the test on a free
+# loopback port, in transaction pooling mode), installed where apt-get works.
+# Where it cannot be, build/pgbouncer-unavailable says why and the test is
+# skipped, under CI too; otherwise a missing pgbouncer fails a CI run.
+PGBOUNCER_UNAVAILABLE := build/pgbouncer-unavailable
+pgbouncer:
+	@rm -f $(PGBOUNCER_UNAVAILABLE)
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then \
+		mkdir -p build; \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing pgbouncer (apt-get) for the PgBouncer tests"; \
+			(apt-get update -q && apt-get install -y -q pgbouncer) >/dev/null 2>&1 \
+				|| { echo "pgbouncer: apt-get install pgbouncer failed; the PgBouncer tests will be skipped"; \
+					echo "apt-get install pgbouncer failed" > $(PGBOUNCER_UNAVAILABLE); }; \
+		else \
+			echo "pgbouncer: not installed, no apt-get as root; the PgBouncer tests will be skipped"; \
+			echo "no apt-get as root to install it" > $(PGBOUNCER_UNAVAILABLE); \
+		fi; \
 	fi
 
 # Debian's chromium and chromedriver for the demo page's browser test
