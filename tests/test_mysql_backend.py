@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
 import random
 import threading
@@ -437,3 +438,13 @@ async def test_an_option_the_async_driver_cannot_honour_is_refused() -> None:
     wrapper = _wrapper("compressed", compress=True)
     with pytest.raises(ImproperlyConfigured, match="compress cannot be passed to asyncmy"):
         await aorm.run(_session, wrapper, "SELECT 1")
+
+
+async def test_server_warnings_are_neither_fetched_nor_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As on mysqlclient: no ``SHOW WARNINGS`` round trip, no log line per warning."""
+    sql = "SELECT CAST('x' AS SIGNED), @@warning_count"
+    with caplog.at_level(logging.DEBUG):
+        assert await aorm.run(_sql, "default", sql) == ((0, 1),)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncmy")] == []

@@ -75,9 +75,21 @@ class Driver:
 def _asyncmy() -> Driver:
     import asyncmy
     from asyncmy import converters
+    from asyncmy.cursors import Cursor
+
+    class QuietCursor(Cursor):  # type: ignore[misc]
+        """mysqlclient's behaviour: a statement's warnings are not fetched.
+
+        asyncmy's cursor sends ``SHOW WARNINGS`` after every statement that has
+        any, one more round trip, and logs them; Django's backend on
+        mysqlclient does neither.
+        """
+
+        async def _show_warnings(self, connection: Any) -> None:
+            pass
 
     async def new_cursor(raw: Any) -> Any:
-        return raw.cursor()
+        return raw.cursor(QuietCursor)
 
     return Driver(
         "asyncmy",
