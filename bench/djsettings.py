@@ -67,5 +67,12 @@ else:
             "max_size": common.POOL_SIZE,
             "timeout": 30,
         }
+# A failed request's exception on the server's stderr (bench/run.py reports it).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False}},
+}
 # django-async-backend warns that pools are unsafe under WSGI; we run under asyncio only.
 ASYNC_BACKEND_DISABLE_POOL_WARNING = True

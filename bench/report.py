@@ -100,8 +100,9 @@ def _web_table(
         f"{sizes['f_concurrency']} concurrent keep-alive clients (median of {sizes['f_rounds']} "
         f"round(s) of {sizes['f_requests']:,} requests)",
         "",
-        "| server | view | requests/s [min-max] | x stock | p50 ms | p99 ms | peak RSS MiB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| server | view | requests/s [min-max] | x stock | p50 ms | p99 ms | peak RSS MiB "
+        "| failed requests |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in common.WEB_CONTENDERS:
         for view in common.WEB_VIEWS:
@@ -109,14 +110,20 @@ def _web_table(
             if "requests_per_s" in entry:
                 s = entry["requests_per_s"]
                 ratio = f"{entry['ratio']:.2f}x" if "ratio" in entry else "n/a"
+                failed = entry.get("failed_requests", 0)
                 lines.append(
                     f"| {LABELS.get(name, name)} | {view} | {_n(s['median'])} [{_n(s['min'])}-{_n(s['max'])}] "
-                    f"| {ratio} | {entry['p50_ms']:.1f} | {entry['p99_ms']:.1f} | {entry['peak_rss_mib']:.0f} |"
+                    f"| {ratio} | {entry['p50_ms']:.1f} | {entry['p99_ms']:.1f} | {entry['peak_rss_mib']:.0f} "
+                    f"| {failed:,} of {entry.get('timed_requests', 0):,} |"
                 )
             else:
-                lines.append(f"| {LABELS.get(name, name)} | {view} | FAILED | | | | |")
+                lines.append(f"| {LABELS.get(name, name)} | {view} | FAILED | | | | | |")
             for error in entry.get("errors", []):
                 notes.append(f"- {workload} {name} {view}: {error}")
+            for failure in entry.get("failures", []):
+                notes.append(
+                    f"- {workload} {name} {view}, failed requests: {_short(failure, 200)}"
+                )
     return lines
 
 
@@ -192,6 +199,15 @@ def markdown(results: dict[str, Any]) -> str:
             lines += _web_table(workload, web[workload], sizes, notes)
     if notes:
         lines += ["", "## Failures", "", *notes]
+    lines += (
+        [
+            "",
+            "requests/s counts successful responses; failed requests (the server's HTTP 500, its "
+            "exception under Failures) are counted, not timed away.",
+        ]
+        if web
+        else []
+    )
     lines += ["", "Contenders:", ""]
     for name in results["contenders"]:
         lines.append(f"- {name}: {results['descriptions'].get(name) or 'did not start'}")

@@ -185,8 +185,6 @@ def run_view(mode: str, pool: str, view: str, sizes: common.Sizes) -> dict[str, 
             warm = asyncio.run(
                 load.run("127.0.0.1", port, path, sizes.f_warmup, sizes.f_concurrency)
             )
-            if warm.errors:
-                return {"error": f"{warm.errors} errors in warm-up: {warm.first_error}"}
             timed = asyncio.run(
                 load.run("127.0.0.1", port, path, sizes.f_requests, sizes.f_concurrency)
             )
@@ -197,17 +195,34 @@ def run_view(mode: str, pool: str, view: str, sizes: common.Sizes) -> dict[str, 
     outcome: dict[str, Any] = {
         "requests": timed.requests,
         "errors": timed.errors,
+        "warmup_errors": warm.errors,
         "seconds": timed.seconds,
         "requests_per_s": timed.requests_per_s,
         "p50_ms": timed.percentile(50) * 1000,
         "p99_ms": timed.percentile(99) * 1000,
         "peak_rss_mib": rss / 1024,
     }
-    if timed.errors:
-        outcome["error"] = f"{timed.errors} failed requests: {timed.first_error}"
+    if timed.errors or warm.errors:
+        # Failed requests (HTTP 500: the server's own error, logged on its
+        # stderr) are counted and reported, not hidden: requests/s counts
+        # successful responses only.
+        outcome["failure"] = _server_error(stderr) or timed.first_error or warm.first_error
     if stderr and "Traceback" in stderr:
         outcome["stderr"] = stderr[-2000:]
     return outcome
+
+
+def _server_error(stderr: str) -> str:
+    """The last exception line the server logged (``ExceptionClass: message``)."""
+    for line in reversed(stderr.splitlines()):
+        head = line.split(":", 1)[0]
+        if (
+            ": " in line
+            and head.replace(".", "").isidentifier()
+            and head.endswith(("Error", "Exception"))
+        ):
+            return line.strip()[:300]
+    return ""
 
 
 def run_web(sizes: common.Sizes) -> list[dict[str, Any]]:
@@ -233,6 +248,11 @@ def run_web(sizes: common.Sizes) -> list[dict[str, Any]]:
                         outcome.get("error")
                         or f"{outcome['requests_per_s']:.0f} req/s, p50 {outcome['p50_ms']:.1f} ms, "
                         f"p99 {outcome['p99_ms']:.1f} ms, peak RSS {outcome['peak_rss_mib']:.0f} MiB"
+                        + (
+                            f", {outcome['errors']} failed ({outcome['failure']})"
+                            if outcome.get("failure")
+                            else ""
+                        )
                     )
                 )
         rounds.append({"round": number + 1, "order": order, "results": results})
@@ -294,7 +314,10 @@ def summarise_web(rounds: list[dict[str, Any]]) -> dict[str, Any]:
                 runs = [r["results"][workload][name][view] for r in rounds]
                 good = [run for run in runs if "requests_per_s" in run and not run.get("error")]
                 entry: dict[str, Any] = {
-                    "errors": sorted({run["error"] for run in runs if run.get("error")})
+                    "errors": sorted({run["error"] for run in runs if run.get("error")}),
+                    "failed_requests": sum(run.get("errors", 0) for run in good),
+                    "timed_requests": sum(run["requests"] + run["errors"] for run in good),
+                    "failures": sorted({run["failure"] for run in good if run.get("failure")}),
                 }
                 if good:
                     entry["requests_per_s"] = spread([run["requests_per_s"] for run in good])
