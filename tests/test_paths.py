@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -91,13 +92,21 @@ async def rows(alias: str) -> tuple[list[str], list[str]]:
 
 
 async def on_both(scenario: Callable[[str], Awaitable[object]]) -> tuple[Any, Any]:
-    """Run ``scenario`` on aorm's alias, then on Django's; the rows each left behind."""
-    results = []
-    for alias in ALIASES:
-        with contextlib.suppress(Boom):
-            await scenario(alias)
-        results.append(await rows(alias))
-    return results[0], results[1]
+    """Run ``scenario`` on aorm's alias, then on Django's; the rows each left behind.
+
+    Where Django's own backend fails the scenario, its error stands for its rows.
+    """
+    with contextlib.suppress(Boom):
+        await scenario("default")
+    aorm_rows = await rows("default")
+    try:
+        await scenario("stock")
+    except Boom:
+        pass
+    except Exception as error:
+        await rows("stock")
+        return aorm_rows, error
+    return aorm_rows, await rows("stock")
 
 
 def on_loop_thread(sql_log: SqlLog, alias: str = "default") -> bool:
@@ -138,7 +147,13 @@ async def test_async_receivers_that_query(
 
     sql_log.clear()
     aorm_rows, stock_rows = await on_both(scenario)
-    assert aorm_rows == stock_rows
+    if how == "asend" and django.VERSION >= (6,):
+        # Django 6 runs async receivers in one shared context, where their
+        # thread-sensitive sync_to_async calls collide; aorm's run natively.
+        assert isinstance(stock_rows, RuntimeError | ExceptionGroup), stock_rows
+        assert "would deadlock" in repr(stock_rows)
+    else:
+        assert aorm_rows == stock_rows
     expected_authors = [] if how in ("adelete", "asend") else ["ann"]
     expected_events = sorted(f"r{n}" for n in range(count))
     if where == "rolled back":

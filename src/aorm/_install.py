@@ -22,7 +22,7 @@ The table (also in the README's "How it works"):
 ``BaseIterable.__aiter__``                              ``async for`` fetches natively
 ``QuerySet.__await__``, ``RawQuerySet.__await__``,      the seeds' awaitable QuerySet
 ``QuerySet.aall``, ``BaseManager.aall``
-``dispatcher._run_parallel`` (Django 6)                  async receivers in contexts of their own
+``dispatcher._run_parallel`` (Django 6)                  receivers start in the sender's blocks
 ``AsyncToSync.__call__``                                ``async_to_sync`` inside the bridge
 ``SyncToAsync.__call__``                                ``sync_to_async`` inside an async
                                                         transaction
@@ -185,7 +185,7 @@ def patches() -> list[Patch]:
             Patch(
                 dispatcher,
                 "_run_parallel",
-                _routing.ReceiversInOwnContexts,
+                _routing.ReceiversInTheirBlocks,
                 "_run_parallel(*coroutines) runs async receivers as tasks of one TaskGroup",
                 _calls("TaskGroup", "create_task"),
             )

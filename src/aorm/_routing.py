@@ -36,13 +36,11 @@ connection: see ``aorm._scope``.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import importlib
 import importlib.util
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 from asgiref.sync import AsyncToSync, SyncToAsync
 from asgiref.sync import sync_to_async as _threaded
@@ -57,7 +55,7 @@ from aorm import _scope, bridge
 __all__ = [
     "ROUTED",
     "THREADED",
-    "ReceiversInOwnContexts",
+    "ReceiversInTheirBlocks",
     "aiter_natively",
     "async_to_sync_call",
     "manager_aall",
@@ -184,8 +182,6 @@ THREADED: dict[str, str] = {
     "django.tasks.backends.base": "task backends' enqueue: the backend's own I/O",
 }
 
-T = TypeVar("T")
-
 _APP_OF = {  # routed modules that exist only with their app installed
     "django.contrib.contenttypes.fields": "django.contrib.contenttypes",
     "django.contrib.sessions.backends.base": "django.contrib.sessions",
@@ -249,36 +245,23 @@ def routed_modules() -> list[str]:
 _django_aiter = BaseIterable.__aiter__
 
 
-class ReceiversInOwnContexts:
-    """Django 6's ``_run_parallel``, with each async receiver in a copy of the shared context.
+class ReceiversInTheirBlocks:
+    """Django 6's ``_run_parallel``, each async receiver inside the sender's atomic blocks.
 
-    Django 6 runs async receivers as tasks sharing one context, so that what
-    they set reaches the sender. aorm keeps per-task state in context
-    variables (the running operation, the atomic blocks a task is in): shared,
-    one receiver's operation or transaction would be its siblings' too. Each
-    receiver therefore runs in a copy, and what it changed, aorm's own
-    variables aside, is copied back into the shared context when it ends.
+    Django 6 runs async receivers as concurrent tasks sharing one Context (so
+    that what they set reaches the sender), where one receiver's
+    ``async with atomic()`` would become its siblings' too. aorm keeps that
+    state per task (``aorm._scope``); each receiver starts in the blocks the
+    sender is in, whatever a sibling opens meanwhile.
     """
 
     def __init__(self, run_parallel: Callable[..., Coroutine[Any, Any, list[Any]]]) -> None:
         self.run_parallel = run_parallel
 
     async def __call__(self, *coroutines: Coroutine[Any, Any, Any]) -> list[Any]:
-        return await self.run_parallel(*(_in_own_context(c) for c in coroutines))
-
-
-async def _in_own_context(coroutine: Coroutine[Any, Any, T]) -> T:
-    context = contextvars.copy_context()
-    task = asyncio.get_running_loop().create_task(coroutine, context=context)
-    try:
-        return await task
-    finally:
-        for var, value in context.items():
-            if var not in _scope.TASK_VARIABLES and var.get(_UNSET) is not value:
-                var.set(value)
-
-
-_UNSET = object()
+        blocks = _scope.blocks_for_new_tasks()
+        with _scope.blocks_kept():
+            return await self.run_parallel(*(_scope.in_blocks_of(blocks, c) for c in coroutines))
 
 
 def aiter_natively(self: BaseIterable) -> AsyncIterator[Any]:

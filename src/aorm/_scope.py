@@ -45,8 +45,10 @@ and all of Django's code that uses it, resolves to the right wrapper.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar
@@ -70,21 +72,108 @@ T = TypeVar("T")
 class Operation:
     """Synchronous ORM code running in the bridge for one task: its wrappers and its turns."""
 
-    __slots__ = ("blocks", "task", "wrappers")
+    __slots__ = ("blocks", "wrappers")
 
     def __init__(self, wrappers: dict[str, Any]) -> None:
         self.wrappers = wrappers  # by alias
         self.blocks: Mapping[str, Block] = _NO_BLOCKS  # whose transactions' turns it holds
-        self.task = asyncio.current_task()
 
 
-# The operation running in the bridge (None while it awaits other async code).
-_operation: ContextVar[Operation | None] = ContextVar("aorm.operation", default=None)
-# The innermost atomic block this task is in, by alias.
+# Per-task state is kept per task, not only in context variables: Django 6
+# runs async signal receivers as concurrent tasks sharing one Context, where a
+# context variable set by one receiver would be its siblings' too.
+#
+# The operation each task runs in the bridge (absent while it awaits other
+# async code): never inherited.
+_operations: weakref.WeakKeyDictionary[asyncio.Task[Any], Operation] = weakref.WeakKeyDictionary()
+# The innermost atomic block a task is in, by alias: inherited by the tasks it
+# starts through the context variable, and held per task once it sets its own.
 _NO_BLOCKS: Mapping[str, Block] = MappingProxyType({})
 _blocks: ContextVar[Mapping[str, Block]] = ContextVar("aorm.blocks", default=_NO_BLOCKS)
-# What a task must not share with a sibling that runs in the same Context.
-TASK_VARIABLES: frozenset[ContextVar[Any]] = frozenset({_operation, _blocks})
+_task_blocks: weakref.WeakKeyDictionary[asyncio.Task[Any], Mapping[str, Block]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return None
+
+
+def _current_operation() -> Operation | None:
+    task = _current_task()
+    return None if task is None else _operations.get(task)
+
+
+def _set_operation(operation: Operation | None) -> Operation | None:
+    """Make ``operation`` the current task's; returns the one it replaces."""
+    task = asyncio.current_task()
+    assert task is not None
+    previous = _operations.pop(task, None)
+    if operation is not None:
+        _operations[task] = operation
+    return previous
+
+
+def _own_blocks() -> Mapping[str, Block]:
+    """This task's blocks: its own once it set them, else those it was started in."""
+    task = _current_task()
+    if task is not None:
+        blocks = _task_blocks.get(task)
+        if blocks is not None:
+            return blocks
+    return _blocks.get()
+
+
+def _set_blocks(blocks: Mapping[str, Block]) -> tuple[Any, Mapping[str, Block] | None]:
+    task = asyncio.current_task()
+    assert task is not None
+    previous = _task_blocks.get(task)
+    _task_blocks[task] = blocks
+    return _blocks.set(blocks), previous
+
+
+def _reset_blocks(token: tuple[Any, Mapping[str, Block] | None]) -> None:
+    var_token, previous = token
+    _blocks.reset(var_token)
+    task = asyncio.current_task()
+    assert task is not None
+    if previous is None:
+        _task_blocks.pop(task, None)
+    else:
+        _task_blocks[task] = previous
+
+
+async def in_blocks_of(blocks: Mapping[str, Block], coroutine: Awaitable[T]) -> T:
+    """Await ``coroutine`` as a task started inside ``blocks`` (whatever its Context holds)."""
+    task = asyncio.current_task()
+    assert task is not None
+    _task_blocks[task] = blocks
+    return await coroutine
+
+
+def blocks_for_new_tasks() -> Mapping[str, Block]:
+    """The blocks a task started now from this one is inside."""
+    return _own_blocks()
+
+
+@contextlib.contextmanager
+def blocks_kept() -> Iterator[None]:
+    """Keep this task's blocks as they are across code that copies a context back into it.
+
+    Django 6 copies the variables its receivers changed back into the
+    sender's context; the blocks they opened (and ended) are not the sender's.
+    """
+    before = _blocks.get()
+    try:
+        yield
+    finally:
+        if _blocks.get() is not before:
+            _blocks.set(before)
+
+
 _native: tuple[object, frozenset[str]] = (None, frozenset())
 
 
@@ -166,13 +255,13 @@ class Block:
 
 def current_blocks() -> Mapping[str, Block]:
     """The innermost block of this task on each alias, or the outer sync transaction's."""
-    return _blocks.get() or _outer_blocks()
+    return _own_blocks() or _outer_blocks()
 
 
 def in_async_transaction() -> bool:
     """Whether this task is inside an ``async with atomic()`` block on an aorm alias."""
     return any(
-        not block.ended and not block.transaction.adopted for block in _blocks.get().values()
+        not block.ended and not block.transaction.adopted for block in _own_blocks().values()
     )
 
 
@@ -207,11 +296,11 @@ def _outer_blocks() -> dict[str, Block]:
 
 def enter_block(block: Block) -> Any:
     """Make ``block`` this task's innermost block on its alias; returns the reset token."""
-    return _blocks.set({**_blocks.get(), block.transaction.alias: block})
+    return _set_blocks({**_own_blocks(), block.transaction.alias: block})
 
 
 def leave_block(token: Any) -> None:
-    _blocks.reset(token)
+    _reset_blocks(token)
 
 
 class ScopedStorage:
@@ -224,7 +313,7 @@ class ScopedStorage:
 
     def __getattr__(self, alias: str) -> Any:
         if alias in native_aliases():
-            operation = _operation.get()
+            operation = _current_operation()
             if operation is not None:
                 wrappers = operation.wrappers
                 try:
@@ -246,14 +335,14 @@ class ScopedStorage:
         return getattr(self._django, alias)
 
     def __setattr__(self, alias: str, wrapper: Any) -> None:
-        operation = _operation.get()
+        operation = _current_operation()
         if operation is not None and alias in native_aliases():
             operation.wrappers[alias] = wrapper
         else:
             setattr(self._django, alias, wrapper)
 
     def __delattr__(self, alias: str) -> None:
-        operation = _operation.get()
+        operation = _current_operation()
         if operation is not None and alias in native_aliases():
             del operation.wrappers[alias]
         else:
@@ -285,7 +374,7 @@ def _take_parked(alias: str) -> Any:
 
 def detach(alias: str) -> None:
     """The running operation no longer holds ``alias``'s wrapper (its transaction ended)."""
-    operation = _operation.get()
+    operation = _current_operation()
     if operation is not None:
         operation.wrappers.pop(alias, None)
 
@@ -319,7 +408,7 @@ def _in_operation(
             wrappers[alias] = block.transaction.wrapper
             if block.transaction.adopted:
                 block.transaction.wrapper.inc_thread_sharing()
-    token = _operation.set(operation)
+    previous = _set_operation(operation)
     try:
         return fn(*args, **kwargs)
     finally:
@@ -333,7 +422,7 @@ def _in_operation(
             if not keep:
                 _release(wrappers)
         finally:
-            _operation.reset(token)
+            _set_operation(previous)
 
 
 async def _take_turns(blocks: Mapping[str, Block], holder: object) -> None:
@@ -364,8 +453,7 @@ async def run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     ``transaction.atomic``). Outside a transaction its connections are
     borrowed for the call only; inside one, it uses the transaction's.
     """
-    operation = _operation.get()
-    if operation is not None and operation.task is asyncio.current_task():
+    if _current_operation() is not None:
         # Awaited by the operation's own driver code, in its turn: same connections.
         return await bridge.run(fn, *args, **kwargs)
     return await _run_in({}, False, lambda: fn(*args, **kwargs))
@@ -380,7 +468,7 @@ def await_(awaitable: Awaitable[T]) -> T:
     synchronous ``atomic`` block the operation opened counts as one), or
     borrow connections of their own outside a transaction.
     """
-    operation = _operation.get()
+    operation = _current_operation()
     if operation is None or not bridge.in_bridge():
         return bridge.await_(awaitable)
     lent = {
@@ -389,14 +477,14 @@ def await_(awaitable: Awaitable[T]) -> T:
         if alias not in operation.blocks and wrapper.in_atomic_block
     }
     _end_turns(operation.blocks, operation)
-    op_token = _operation.set(None)
-    blocks_token = _blocks.set({**_blocks.get(), **lent}) if lent else None
+    _set_operation(None)
+    blocks_token = _set_blocks({**_own_blocks(), **lent}) if lent else None
     try:
         return bridge.await_(awaitable)
     finally:
         if blocks_token is not None:
-            _blocks.reset(blocks_token)
-        _operation.reset(op_token)
+            _reset_blocks(blocks_token)
+        _set_operation(operation)
         for block in lent.values():
             block.ended = True  # tasks started meanwhile can no longer use it
             block.transaction.move_top(None)

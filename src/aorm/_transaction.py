@@ -59,7 +59,8 @@ _background: set[asyncio.Task[Any]] = set()
 
 async def _shielded(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` to its end even if the caller is cancelled meanwhile; then re-raise."""
-    task = asyncio.ensure_future(awaitable)
+    # The task that finishes the work is inside this task's blocks, as it.
+    task = asyncio.ensure_future(_scope.in_blocks_of(_scope.blocks_for_new_tasks(), awaitable))
     cancelled = False
     while True:
         try:
