@@ -58,3 +58,17 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class Edge(models.Model):
+    """Bad input at the edges of every backend (tests/test_edges.py)."""
+
+    label = models.CharField(max_length=10)
+    text = models.TextField(default="")
+    number = models.IntegerField(default=0)
+    big = models.BigIntegerField(default=0)
+    when = models.DateTimeField(null=True)
+    data = models.JSONField(null=True)
+
+    class Meta:
+        ordering = ["id"]
