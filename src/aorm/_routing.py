@@ -50,7 +50,8 @@ from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 from django.db.models.query import BaseIterable, RawQuerySet
 
-from aorm import _scope, bridge
+from aorm import _blocks, _scope, bridge
+from aorm.backends.base import native_aliases
 
 __all__ = [
     "ROUTED",
@@ -92,12 +93,12 @@ def _candidate_aliases(target: Any, using: Any) -> set[str]:
 
 def every_alias_native() -> bool:
     """Whether every configured database alias uses an aorm backend."""
-    return len(_scope.native_aliases()) == len(connections.settings)
+    return len(native_aliases()) == len(connections.settings)
 
 
 def is_native(target: Any, using: Any = None) -> bool:
     """Whether an ORM call on ``target`` runs through the bridge."""
-    native = _scope.native_aliases()
+    native = native_aliases()
     if not native:
         return False
     if len(native) == len(connections.settings) and not isinstance(using, str):
@@ -259,9 +260,9 @@ class ReceiversInTheirBlocks:
         self.run_parallel = run_parallel
 
     async def __call__(self, *coroutines: Coroutine[Any, Any, Any]) -> list[Any]:
-        blocks = _scope.blocks_for_new_tasks()
-        with _scope.blocks_kept():
-            return await self.run_parallel(*(_scope.in_blocks_of(blocks, c) for c in coroutines))
+        blocks = _blocks.blocks_for_new_tasks()
+        with _blocks.blocks_kept():
+            return await self.run_parallel(*(_blocks.in_blocks_of(blocks, c) for c in coroutines))
 
 
 def aiter_natively(self: BaseIterable) -> AsyncIterator[Any]:
@@ -318,6 +319,6 @@ _django_sync_to_async_call = SyncToAsync.__call__
 
 async def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Thread-sensitive sync code called inside an async transaction takes part in it."""
-    if self._thread_sensitive and _scope.in_async_transaction() and every_alias_native():
+    if self._thread_sensitive and _blocks.in_async_transaction() and every_alias_native():
         return await _scope.run(self.func, *args, **kwargs)
     return await _django_sync_to_async_call(self, *args, **kwargs)

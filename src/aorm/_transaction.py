@@ -2,7 +2,7 @@
 
 Django's own ``Atomic`` does the work (savepoints, ``durable``, rollback on
 exception, on_commit hooks); aorm runs its ``__enter__`` and ``__exit__``
-through the bridge on the block's :class:`aorm._scope.Transaction`, whose
+through the bridge on the block's :class:`aorm._blocks.Transaction`, whose
 wrapper every operation of the block, and of the tasks started in it, uses.
 
 - ``async with transaction.atomic(...)`` and ``@transaction.atomic`` on an
@@ -36,7 +36,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 from django.db.transaction import Atomic
 
-from aorm import _scope, bridge
+from aorm import _blocks, _scope, bridge
+from aorm.backends.base import native_aliases
 
 __all__ = [
     "aenter",
@@ -60,7 +61,7 @@ _background: set[asyncio.Task[Any]] = set()
 async def _shielded(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` to its end even if the caller is cancelled meanwhile; then re-raise."""
     # The task that finishes the work is inside this task's blocks, as it.
-    task = asyncio.ensure_future(_scope.in_blocks_of(_scope.blocks_for_new_tasks(), awaitable))
+    task = asyncio.ensure_future(_blocks.in_blocks_of(_blocks.blocks_for_new_tasks(), awaitable))
     cancelled = False
     while True:
         try:
@@ -75,7 +76,7 @@ async def _shielded(awaitable: Awaitable[T]) -> T:
     return result
 
 
-def _end_block(atomic: Atomic, block: _scope.Block, exc_info: tuple[Any, Any, Any]) -> None:
+def _end_block(atomic: Atomic, block: _blocks.Block, exc_info: tuple[Any, Any, Any]) -> None:
     """Django's ``Atomic.__exit__`` on the block; the outermost gives its connection back."""
     transaction = block.transaction
     try:
@@ -89,7 +90,7 @@ def _end_block(atomic: Atomic, block: _scope.Block, exc_info: tuple[Any, Any, An
                 _scope.give_back(wrapper)
 
 
-def _own_blocks(atomic: Atomic) -> list[tuple[_scope.Block, Any]]:
+def _own_blocks(atomic: Atomic) -> list[tuple[_blocks.Block, Any]]:
     """The blocks ``atomic`` has open in the current task (one instance may serve many tasks)."""
     by_task = atomic.__dict__.setdefault("_aorm_blocks", {})
     return by_task.setdefault(asyncio.current_task(), [])  # type: ignore[no-any-return]
@@ -97,35 +98,35 @@ def _own_blocks(atomic: Atomic) -> list[tuple[_scope.Block, Any]]:
 
 async def aenter(self: Atomic) -> Atomic:
     alias = self.using or DEFAULT_DB_ALIAS
-    if alias not in _scope.native_aliases():
+    if alias not in native_aliases():
         # Deliberate fallback, Django's own backend: its async calls run in
         # asgiref's thread, so the block's ends must run there too.
         await sync_to_async(self.__enter__)()
         return self
-    parent = _scope.current_blocks().get(alias)
+    parent = _blocks.current_blocks().get(alias)
     if parent is None:
-        transaction = _scope.Transaction(alias)
-        block = _scope.Block(transaction, None)
+        transaction = _blocks.Transaction(alias)
+        block = _blocks.Block(transaction, None)
         transaction.move_top(block)
-        token = _scope.enter_block(block)
+        token = _blocks.enter_block(block)
         try:
             await _scope.run(self.__enter__)
         except BaseException:
-            _scope.leave_block(token)
+            _blocks.leave_block(token)
             await _shielded(_abandon(transaction))
             raise
     else:
         await _scope.run(self.__enter__)  # a savepoint, on the parent's turn
-        block = _scope.Block(parent.transaction, parent)
+        block = _blocks.Block(parent.transaction, parent)
         parent.transaction.move_top(block)
-        token = _scope.enter_block(block)
+        token = _blocks.enter_block(block)
     _own_blocks(self).append((block, token))
     return self
 
 
 async def aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
     alias = self.using or DEFAULT_DB_ALIAS
-    if alias not in _scope.native_aliases():  # Django's own backend: see aenter
+    if alias not in native_aliases():  # Django's own backend: see aenter
         await _shielded(sync_to_async(self.__exit__)(exc_type, exc, tb))
         return
     blocks = _own_blocks(self)
@@ -135,13 +136,13 @@ async def aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
     try:
         await _shielded(_scope.run(_end_block, self, block, (exc_type, exc, tb)))
     finally:
-        _scope.leave_block(token)
+        _blocks.leave_block(token)
         block.transaction.move_top(block.parent)
         if block.parent is None:
             await _shielded(_abandon(block.transaction))
 
 
-async def _abandon(transaction: _scope.Transaction) -> None:
+async def _abandon(transaction: _blocks.Transaction) -> None:
     """End a transaction for good; a connection left in it is closed, never reused."""
     block = transaction.top
     while block is not None:  # tasks still inside any of its blocks learn that it ended
@@ -229,7 +230,7 @@ async def aon_commit(
     """
     if not callable(func):
         raise TypeError("on_commit()'s callback must be a callable.")
-    if (using or DEFAULT_DB_ALIAS) in _scope.current_blocks():
+    if (using or DEFAULT_DB_ALIAS) in _blocks.current_blocks():
         django_transaction.on_commit(func, using, robust)
         return
     try:

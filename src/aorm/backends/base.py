@@ -31,6 +31,8 @@ from typing import Any
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
+from django.db import connections
+from django.db.utils import load_backend
 from django.utils.asyncio import async_unsafe
 
 from aorm import _hints
@@ -38,7 +40,7 @@ from aorm._loops import loop_running
 from aorm.bridge import in_bridge
 from aorm.checks import check_app_installed
 
-__all__ = ["BridgedDatabaseWrapper", "sync_transactions"]
+__all__ = ["BridgedDatabaseWrapper", "native_aliases", "sync_transactions"]
 
 GUARD_CODE = async_unsafe("")(lambda: None).__code__
 _guard_lifted: ContextVar[bool] = ContextVar("aorm.guard_lifted", default=False)
@@ -157,3 +159,24 @@ class BridgedDatabaseWrapper:
         _call_guarded(self, "connect", (), {})
         if not in_bridge() and not loop_running():
             _sync_wrappers.add(self)
+
+
+_native: tuple[object, frozenset[str]] = (None, frozenset())
+
+
+def native_aliases() -> frozenset[str]:
+    """The database aliases configured with an aorm backend."""
+    global _native
+    configured = connections.settings
+    if _native[0] is not configured:
+        _native = (
+            configured,
+            frozenset(
+                alias
+                for alias, options in configured.items()
+                if issubclass(
+                    load_backend(options["ENGINE"]).DatabaseWrapper, BridgedDatabaseWrapper
+                )
+            ),
+        )
+    return _native[1]
