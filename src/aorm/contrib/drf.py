@@ -39,7 +39,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from aorm._scope import run
+from aorm import run
 
 __all__ = ["NativeSerializerMixin", "NativeViewMixin"]
 
