@@ -13,7 +13,9 @@ range, naive datetimes with ``USE_TZ``, values a JSONField cannot store as
 JSON, a 10 MB parameter, 70,000 parameters in one ``__in``, and characters
 beyond the Basic Multilingual Plane. Writes that fail write nothing: a single
 row, a batch (``abulk_create``) or an ``async with transaction.atomic()``
-block.
+block. On PostgreSQL some cases run again with ``server_side_binding``, where
+70,000 parameters exceed what the protocol carries: the same
+``OperationalError`` on both backends.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from __future__ import annotations
 import datetime
 import warnings
 import zoneinfo
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 
 from tests.app.models import Edge
-from tests.conftest import ALL_DATABASES
+from tests.conftest import ALL_DATABASES, postgresql_only
 
 pytestmark = ALL_DATABASES
 
@@ -216,3 +218,56 @@ async def test_same_outcome_as_djangos_backend(case: Case) -> None:
         assert stored == NAIVE.replace(tzinfo=zoneinfo.ZoneInfo(settings.TIME_ZONE))
         assert found == 1
         assert any("received a naive datetime" in message for message in caught), caught
+
+
+@pytest.fixture
+def server_side_binding() -> Iterator[None]:
+    """PostgreSQL's ``OPTIONS["server_side_binding"] = True`` on both aliases, then restored."""
+    aliases = ("default", "stock")
+
+    def close() -> None:
+        for alias in aliases:
+            connections[alias].close()
+
+    saved = {alias: connections.settings[alias]["OPTIONS"] for alias in aliases}
+    close()
+    SyncToAsync.single_thread_executor.submit(close).result()
+    for alias in aliases:
+        connections[alias].close_pool()
+        connections.settings[alias]["OPTIONS"] = {**saved[alias], "server_side_binding": True}
+    try:
+        yield
+    finally:
+        close()
+        SyncToAsync.single_thread_executor.submit(close).result()
+        for alias in aliases:
+            connections[alias].close_pool()
+            connections.settings[alias]["OPTIONS"] = saved[alias]
+
+
+# With server-side binding, what changes on PostgreSQL: 70,000 parameters are
+# more than the protocol carries (the three rows were written before, by a
+# statement that succeeded).
+SERVER_SIDE_BINDING: dict[Case, tuple[str | None, int]] = {
+    seventy_thousand_in: ("OperationalError", 3),
+    nul_in_text: ("DataError", 0),
+    ten_megabytes: (None, 1),
+    beyond_the_bmp: (None, 1),
+    json_nan: ("DataError", 0),
+}
+
+
+@postgresql_only("server_side_binding is an option of Django's PostgreSQL backend")
+@pytest.mark.parametrize("case", list(SERVER_SIDE_BINDING), ids=lambda case: case.__name__)
+async def test_same_outcome_with_server_side_binding(
+    case: Case, server_side_binding: None
+) -> None:
+    """Parameters sent apart from the query: PostgreSQL's limit of 65,535 of them applies."""
+    stock = await outcome(case, "stock")
+    native = await outcome(case, "default")
+    assert native == stock
+    error, count = SERVER_SIDE_BINDING[case]
+    assert (native["result"][1] if native["result"][0] == "raised" else None) == error, native[
+        "result"
+    ]
+    assert len(native["rows"]) == count, native["rows"]
