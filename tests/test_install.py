@@ -6,6 +6,7 @@ from typing import Any
 
 import django
 import pytest
+from asgiref.sync import sync_to_async
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -103,13 +104,33 @@ def test_unsupported_django_version(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "this is Django 7.0" in messages[0].msg
 
 
-def test_backend_without_the_app_is_an_error() -> None:
+def test_backend_without_the_app_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db.models import QuerySet
+
     assert check_app_installed in checks.registry.registry.get_checks()
     assert check_app_installed() == []
     with override_settings(INSTALLED_APPS=["django.contrib.contenttypes"]):
+        assert check_app_installed() == []  # installed once: a test's override changes nothing
+        monkeypatch.delattr(QuerySet, "__await__")  # as if the app had never been installed
         messages = check_app_installed()
         assert set(ids(messages)) == {"aorm.E001"}
         assert "'aorm' is not in INSTALLED_APPS" in messages[0].msg
-        backend = type(connections["default"])
-        with pytest.raises(ImproperlyConfigured, match=r"add it \(aorm\.E001\)"):
-            backend(connections.settings["default"], "default")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_without_the_app_async_queries_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without aorm's routing, Django's a-methods would run in threads: the backend refuses."""
+    from django.db.models import QuerySet
+
+    from tests.app.models import Student
+
+    def reconnect() -> None:
+        connections["default"].close()
+        connections["default"].ensure_connection()
+
+    monkeypatch.delattr(QuerySet, "__await__")  # as if the app had never been installed
+    with pytest.raises(ImproperlyConfigured, match=r"add 'aorm' to INSTALLED_APPS \(aorm\.E001\)"):
+        await sync_to_async(reconnect)()
+    monkeypatch.undo()
+    await sync_to_async(reconnect)()  # with the app, a thread's sync connection is fine
+    assert await Student.objects.acount() == 0

@@ -28,10 +28,11 @@ import weakref
 from contextvars import ContextVar
 from typing import Any
 
-from django.apps import apps
+from asgiref.sync import SyncToAsync
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
 from django.db import connections
+from django.db.models import QuerySet
 from django.db.utils import load_backend
 from django.utils.asyncio import async_unsafe
 
@@ -58,6 +59,18 @@ def sync_transactions() -> list[tuple[int, str, Any]]:
 
 # Registered here, not by the app: it is the app's absence that it reports.
 checks.register(check_app_installed)
+
+
+def _async_call_without_aorm() -> bool:
+    """A thread of Django's ``sync_to_async`` connecting while aorm's routing is not installed.
+
+    Without the app, nothing routes Django's async API to the bridge; its
+    queries would silently run in threads. (``QuerySet.__await__`` is one of
+    the entries the app installs.)
+    """
+    return getattr(SyncToAsync.threadlocal, "main_event_loop", None) is not None and not hasattr(
+        QuerySet, "__await__"
+    )
 
 
 def _is_guarded(method: Any) -> bool:
@@ -100,17 +113,6 @@ class BridgedDatabaseWrapper:
 
     It must come before Django's class in the bases.
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if apps.ready and not apps.is_installed("aorm"):
-            # Without the app nothing routes Django's async API here: refuse,
-            # rather than let async code fall back to threads unnoticed.
-            raise ImproperlyConfigured(
-                f"DATABASES[{self.alias!r}] uses aorm's backend "  # type: ignore[attr-defined]
-                f"{self.settings_dict['ENGINE']!r}, but 'aorm' is not in "  # type: ignore[attr-defined]
-                "INSTALLED_APPS: add it (aorm.E001)."
-            )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -156,6 +158,13 @@ class BridgedDatabaseWrapper:
         return super().get_autocommit()  # type: ignore[misc,no-any-return]
 
     def connect(self) -> None:
+        if _async_call_without_aorm():
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}] uses aorm's backend "  # type: ignore[attr-defined]
+                f"{self.settings_dict['ENGINE']!r}, but 'aorm' is not in INSTALLED_APPS, so "  # type: ignore[attr-defined]
+                "Django's async API ran this query in a thread: add 'aorm' to INSTALLED_APPS "
+                "(aorm.E001)."
+            )
         _call_guarded(self, "connect", (), {})
         if not in_bridge() and not loop_running():
             _sync_wrappers.add(self)
