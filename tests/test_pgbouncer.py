@@ -115,7 +115,7 @@ class PgBouncer:
 
 
 @pytest.fixture(scope="module")
-def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
+def pgbouncer() -> Iterator[PgBouncer]:
     """A PgBouncer in transaction mode on a free loopback port, in front of the test server."""
     binary = pgbouncer_binary()
     if binary is None:
@@ -159,7 +159,10 @@ def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
             command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
         )
     try:
-        wait_for_port(port, proc, seconds=30)
+        try:
+            wait_for_port(port, proc, seconds=30)
+        except RuntimeError:
+            raise RuntimeError(f"pgbouncer did not start:\n{log.read_text()}") from None
         yield PgBouncer(port, version, log)
     finally:
         proc.terminate()
