@@ -344,8 +344,8 @@ def test_asgi_load_with_hang_ups_and_every_connection_killed() -> None:
     the server never holds more connections than its pool, none is left busy or in a
     transaction, and it serves normally afterwards."""
     database = connections["default"].settings_dict["NAME"]
-    _sql("stock", f"CREATE USER IF NOT EXISTS {LOAD_USER}@'%%'")
-    _sql("stock", f"GRANT ALL ON `{database}`.* TO {LOAD_USER}@'%%'")
+    _sql("stock", f"CREATE USER IF NOT EXISTS {LOAD_USER}@'%'")  # no params: no % escaping
+    _sql("stock", f"GRANT ALL ON `{database}`.* TO {LOAD_USER}@'%'")
     seed = int(os.environ.get("AORM_LOAD_SEED", random.randrange(1 << 32)))
     rng = random.Random(seed)
     requests = [
@@ -379,10 +379,13 @@ def test_asgi_load_with_hang_ups_and_every_connection_killed() -> None:
         await asyncio.gather(*faults)
         return outcomes, killed, peak, await run_load("127.0.0.1", port, after, concurrency=8)
 
-    with uvicorn_server(AORM_MYSQL_USER=LOAD_USER) as url:
-        port = int(url.rsplit(":", 1)[1])
-        outcomes, killed, peak, after_fault = asyncio.run(scenario(port))
-        sessions = _load_sessions()
+    try:
+        with uvicorn_server(AORM_MYSQL_USER=LOAD_USER) as url:
+            port = int(url.rsplit(":", 1)[1])
+            outcomes, killed, peak, after_fault = asyncio.run(scenario(port))
+            sessions = _load_sessions()
+    finally:
+        _sql("stock", f"DROP USER IF EXISTS {LOAD_USER}@'%'")
     statuses = [o.status for o in outcomes if not o.hung_up]
     summary = (seed, len(killed), peak, {s: statuses.count(s) for s in set(statuses)})
     assert [o.error for o in outcomes if o.error] == [], summary
