@@ -39,7 +39,6 @@ __all__ = [
     "NO_BLOCKS",
     "Block",
     "Transaction",
-    "blocks_for_new_tasks",
     "blocks_kept",
     "current_blocks",
     "current_task",
@@ -75,7 +74,8 @@ def current_task() -> asyncio.Task[Any] | None:
 
 
 def own_blocks() -> Mapping[str, Block]:
-    """This task's blocks: its own once it set them, else those it was started in."""
+    """This task's blocks (and those of a task it starts now): its own once it set
+    them, else those it was started in."""
     task = current_task()
     if task is not None:
         blocks = _task_blocks.get(task)
@@ -109,11 +109,6 @@ async def in_blocks_of(blocks: Mapping[str, Block], coroutine: Awaitable[T]) -> 
     assert task is not None
     _task_blocks[task] = blocks
     return await coroutine
-
-
-def blocks_for_new_tasks() -> Mapping[str, Block]:
-    """The blocks a task started now from this one is inside."""
-    return own_blocks()
 
 
 @contextlib.contextmanager

@@ -260,7 +260,7 @@ class ReceiversInTheirBlocks:
         self.run_parallel = run_parallel
 
     async def __call__(self, *coroutines: Coroutine[Any, Any, Any]) -> list[Any]:
-        blocks = _blocks.blocks_for_new_tasks()
+        blocks = _blocks.own_blocks()
         with _blocks.blocks_kept():
             return await self.run_parallel(*(_blocks.in_blocks_of(blocks, c) for c in coroutines))
 

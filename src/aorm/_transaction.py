@@ -61,7 +61,7 @@ _background: set[asyncio.Task[Any]] = set()
 async def _shielded(awaitable: Awaitable[T]) -> T:
     """Await ``awaitable`` to its end even if the caller is cancelled meanwhile; then re-raise."""
     # The task that finishes the work is inside this task's blocks, as it.
-    task = asyncio.ensure_future(_blocks.in_blocks_of(_blocks.blocks_for_new_tasks(), awaitable))
+    task = asyncio.ensure_future(_blocks.in_blocks_of(_blocks.own_blocks(), awaitable))
     cancelled = False
     while True:
         try:
