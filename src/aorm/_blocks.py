@@ -74,8 +74,10 @@ def current_task() -> asyncio.Task[Any] | None:
 
 
 def own_blocks() -> Mapping[str, Block]:
-    """This task's blocks (and those of a task it starts now): its own once it set
-    them, else those it was started in."""
+    """This task's blocks, which a task it starts now inherits.
+
+    Its own once it opened one, else those it was started in.
+    """
     task = current_task()
     if task is not None:
         blocks = _task_blocks.get(task)
