@@ -16,6 +16,9 @@ import ipaddress
 import time
 from dataclasses import dataclass, field
 
+# Seconds before a request without a response counts as failed.
+REQUEST_TIMEOUT = 30.0
+
 
 @dataclass
 class LoadResult:
@@ -76,7 +79,7 @@ async def run(
     deadline = time.perf_counter() + time_limit
 
     async def client() -> None:
-        nonlocal remaining
+        nonlocal remaining, last
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while remaining > 0 and time.perf_counter() < deadline:
@@ -84,11 +87,15 @@ async def run(
                 start = time.perf_counter()
                 try:
                     writer.write(request)
-                    status, body = await _read_response(reader)
-                except (OSError, asyncio.IncompleteReadError) as exc:
+                    # A response that never comes fails the request (REQUEST_TIMEOUT).
+                    wait = min(REQUEST_TIMEOUT, max(0.0, deadline - time.perf_counter()))
+                    async with asyncio.timeout(wait):
+                        status, body = await _read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                     result.errors += 1
-                    result.first_error = result.first_error or repr(exc)
+                    result.first_error = result.first_error or repr(exc) or type(exc).__name__
                     return
+                last = time.perf_counter()
                 if status != 200:
                     result.errors += 1
                     result.first_error = result.first_error or f"HTTP {status}: {body[:200]!r}"
@@ -98,7 +105,9 @@ async def run(
         finally:
             writer.close()
 
-    start = time.perf_counter()
+    start = last = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
-    result.seconds = time.perf_counter() - start
+    # Until the last response: a request that timed out fails without
+    # stretching the run.
+    result.seconds = last - start
     return result
