@@ -285,7 +285,7 @@ async def test_statements_run_in_sessions_of_the_routed_database(
 
 
 async def test_each_alias_has_its_own_pool(routed: tuple[str, str]) -> None:
-    slow = RawSQL("(SELECT 1 FROM pg_sleep(0.2))", ())
+    slow = RawSQL("(SELECT 1 FROM pg_sleep(0.5))", ())
     reads = asyncio.gather(
         *(Student.objects.annotate(slow=slow).values_list("slow", flat=True) for _ in range(6))
     )
