@@ -451,3 +451,17 @@ async def test_server_warnings_are_neither_fetched_nor_logged(
     with caplog.at_level(logging.DEBUG):
         assert await aorm.run(_sql, "default", sql) == ((0, 1),)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("asyncmy")] == []
+
+
+async def test_a_socket_path_as_host() -> None:
+    """HOST starting with ``/`` is the socket's path, as Django tells mysqlclient."""
+    from aorm.backends.mysql import driver  # needs the mysql extra: only when run
+
+    path = driver.default_socket()
+    if path is None:
+        pytest.skip("no local MariaDB/MySQL socket")
+    settings_dict = {**connections["default"].settings_dict, "HOST": path, "PORT": ""}
+    settings_dict["OPTIONS"] = {"pool": False}
+    wrapper = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "socket-path")
+    sql = "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+    assert await aorm.run(_session, wrapper, sql) == (("localhost",),)
