@@ -86,6 +86,16 @@ def test_pool_settings_checks(
     assert ids(check_settings()) == expected
 
 
+def test_a_persistent_connection_with_a_pool_is_only_an_error_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for engine, expected in (("postgresql", ["aorm.E004"]), ("mysql", []), ("sqlite3", [])):
+        settings = {"ENGINE": f"aorm.backends.{engine}", "NAME": "db", "CONN_MAX_AGE": 60}
+        settings["OPTIONS"] = {"pool": {"max_size": 4}}
+        monkeypatch.setitem(connections.settings, "default", settings)
+        assert ids(check_settings()) == expected, engine
+
+
 def test_in_memory_sqlite_with_a_pool_size_warns(monkeypatch: pytest.MonkeyPatch) -> None:
     memory = {"ENGINE": "aorm.backends.sqlite3", "NAME": ":memory:", "OPTIONS": {}}
     monkeypatch.setitem(connections.settings, "default", memory)

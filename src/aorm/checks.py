@@ -8,8 +8,8 @@ Each problem has an id, listed in the README:
 - ``aorm.E002``: the installed Django version is not supported.
 - ``aorm.E003``: ``OPTIONS["pool"]`` is neither a bool nor a dict of known
   options with values of the right type.
-- ``aorm.E004``: an explicit pool together with a persistent ``CONN_MAX_AGE``
-  (Django refuses the combination at the first connection).
+- ``aorm.E004``: an explicit PostgreSQL pool together with a persistent
+  ``CONN_MAX_AGE`` (Django refuses the combination at the first connection).
 - ``aorm.W001``: a pool size for an in-memory SQLite database, which has
   exactly one connection per event loop.
 
@@ -119,7 +119,10 @@ def _check_pool(alias: str, settings: dict[str, Any]) -> list[checks.CheckMessag
                 id="aorm.E003",
             )
         )
-    if pool and settings.get("CONN_MAX_AGE", 0) != 0:
+    # Only PostgreSQL's OPTIONS["pool"] is Django's too, whose sync pool refuses
+    # persistent connections; elsewhere it is aorm's async pool alone.
+    postgresql = settings["ENGINE"].endswith("postgresql")
+    if pool and postgresql and settings.get("CONN_MAX_AGE", 0) != 0:
         messages.append(
             checks.Error(
                 f"DATABASES[{alias!r}] sets both a pool and CONN_MAX_AGE="
