@@ -42,6 +42,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
+from django.conf import settings
+from django.db import connections
+
 from aorm import _blocks, _loops, bridge
 from aorm._loops import loop_running
 from aorm._pool import pool_key
@@ -56,10 +59,11 @@ T = TypeVar("T")
 class Operation:
     """Synchronous ORM code running in the bridge for one task: its wrappers and its turns."""
 
-    __slots__ = ("blocks", "wrappers")
+    __slots__ = ("blocks", "observed", "wrappers")
 
     def __init__(self, wrappers: dict[str, Any]) -> None:
         self.wrappers = wrappers  # by alias
+        self.observed: list[Any] = []  # wrappers showing the task's observers (_observe)
         self.blocks: Mapping[str, _blocks.Block] = (
             _blocks.NO_BLOCKS
         )  # whose transactions' turns it holds
@@ -109,6 +113,7 @@ class ScopedStorage:
                     if parked is None:
                         raise AttributeError(alias) from None  # Django builds one
                     wrappers[alias] = parked
+                    _observe(operation, self._django, alias, parked)
                     return parked
             if loop_running():
                 # transaction.on_commit(), set_rollback(), a test's assertNumQueries()...
@@ -116,6 +121,8 @@ class ScopedStorage:
                 block = _blocks.current_blocks().get(alias)
                 if block is not None and block.transaction.wrapper is not None:
                     return block.transaction.wrapper
+                global _observable
+                _observable = True  # async code holds a task's wrapper: see _observe
             else:
                 _blocks.refuse_in_thread(alias)
         return getattr(self._django, alias)
@@ -124,6 +131,7 @@ class ScopedStorage:
         operation = _current_operation()
         if operation is not None and alias in native_aliases():
             operation.wrappers[alias] = wrapper
+            _observe(operation, self._django, alias, wrapper)
         else:
             setattr(self._django, alias, wrapper)
 
@@ -133,6 +141,57 @@ class ScopedStorage:
             del operation.wrappers[alias]
         else:
             delattr(self._django, alias)
+
+
+# Whether async code ever got hold of a task's own wrapper (``connection`` outside
+# an operation): until then, there is nothing an operation could have to observe.
+_observable = False
+
+
+def _observe(operation: Operation, django_storage: Any, alias: str, wrapper: Any) -> None:
+    """Let what async code installed on ``connection`` see this operation's statements.
+
+    In async code outside an operation, ``connections[alias]`` is the task's
+    own wrapper (Django's, per context), on which no statement runs: the
+    operations use wrappers of their own. What debugging and monitoring code
+    installs there is copied onto the operation's wrapper for the operation:
+    ``execute_wrapper()`` wrappers (added to the wrapper's own, so that those
+    installed inside a transaction or by the operation's sync code stay),
+    and, outside a transaction, ``force_debug_cursor`` and the queries log, so
+    that ``connection.queries`` (``DEBUG``) and ``CaptureQueriesContext`` see
+    the task's statements. Undone when the operation ends (:func:`_unobserve`).
+    """
+    in_transaction = alias in operation.blocks
+    if not _observable and (in_transaction or not settings.DEBUG):
+        return
+    own = getattr(django_storage, alias, None)
+    if own is None and settings.DEBUG and not in_transaction:
+        # As Django's wrapper of a thread does, the task's keeps its queries log
+        # (``connection.queries``), even when it was never asked for before.
+        own = connections.create_connection(alias)
+        setattr(django_storage, alias, own)
+    if own is None or own is wrapper or "_aorm_observed" in wrapper.__dict__:
+        return
+    if not own.execute_wrappers and not (own.queries_logged and not in_transaction):
+        return
+    wrapper._aorm_observed = (
+        wrapper.execute_wrappers,
+        wrapper.queries_log,
+        wrapper.force_debug_cursor,
+    )
+    wrapper.execute_wrappers = [*own.execute_wrappers, *wrapper.execute_wrappers]
+    if not in_transaction:
+        wrapper.queries_log = own.queries_log
+        wrapper.force_debug_cursor = own.force_debug_cursor
+    operation.observed.append(wrapper)
+
+
+def _unobserve(operation: Operation) -> None:
+    for wrapper in operation.observed:
+        observed = wrapper.__dict__.pop("_aorm_observed", None)
+        if observed is not None:
+            wrapper.execute_wrappers, wrapper.queries_log, wrapper.force_debug_cursor = observed
+    operation.observed.clear()
 
 
 def _take_parked(alias: str) -> Any:
@@ -152,6 +211,11 @@ def give_back(wrapper: Any) -> None:
     """An operation or a transaction is done with ``wrapper``: park it, or close it."""
     if not wrapper.aorm_park():
         wrapper.close()
+
+
+def _django_storage() -> Any:
+    """Django's own per-context storage of wrappers, behind aorm's :class:`ScopedStorage`."""
+    return connections._connections._django  # type: ignore[attr-defined]
 
 
 def _release(wrappers: dict[str, Any]) -> None:
@@ -177,11 +241,16 @@ def _in_operation(
             wrappers[alias] = block.transaction.wrapper
             if block.transaction.adopted:
                 block.transaction.wrapper.inc_thread_sharing()
+    if _observable:
+        for alias, wrapper in wrappers.items():  # a transaction's, or kept by a Scope
+            _observe(operation, _django_storage(), alias, wrapper)
     previous = _set_operation(operation)
     try:
         return fn(*args, **kwargs)
     finally:
         try:
+            if operation.observed:
+                _unobserve(operation)
             for block in blocks.values():
                 if block.transaction.adopted:
                     block.transaction.wrapper.dec_thread_sharing()

@@ -79,6 +79,16 @@ def _is_guarded(method: Any) -> bool:
 
 def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
     guarded = getattr(super(BridgedDatabaseWrapper, self), name)
+    if (
+        name == "ensure_connection"
+        and self.connection is None
+        and loop_running()
+        and not in_bridge()
+    ):
+        # Async code's own wrapper (``connection`` outside any operation) never
+        # connects: each operation uses a wrapper of its own (aorm._scope). Django's
+        # CaptureQueriesContext calls this on entering; there is nothing to ensure.
+        return None
     if in_bridge() or (name == "ensure_connection" and self.connection is not None):
         # In the bridge, I/O is native; a connected wrapper's ensure_connection()
         # does none (Django's assertNumQueries calls it from async tests).
