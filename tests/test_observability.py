@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
+from django.conf import settings
 from django.db import connection, reset_queries, transaction
 from django.db.backends.signals import connection_created
 from django.test import override_settings
@@ -25,6 +27,7 @@ from django.test.utils import CaptureQueriesContext
 import aorm
 from tests.app.models import Author, Book, Student
 from tests.conftest import ALL_DATABASES, SqlLog
+from tests.server import uvicorn_server
 
 pytestmark = ALL_DATABASES
 
@@ -143,3 +146,48 @@ async def test_connection_created_signal(
     assert {result for *_, result in created} == {1}
     assert {wrapper.alias for wrapper, *_ in created} == {"default"}
     assert sql_log.threads() == {threading.get_ident()}
+
+
+@pytest.fixture
+def observed_server() -> Iterator[str]:
+    """uvicorn serving an async view with debug-toolbar, Sentry and OpenTelemetry set up."""
+    with uvicorn_server(DJANGO_SETTINGS_MODULE="tests.frameworks.observe_settings") as url:
+        yield url
+
+
+def test_monitoring_tools_under_uvicorn(observed_server: str) -> None:
+    """debug-toolbar's SQL panel (aorm's), Sentry and OpenTelemetry on an async view."""
+    with httpx.Client(base_url=observed_server, timeout=30) as client:
+        for _ in range(2):
+            page = client.get("/books/")
+            assert page.status_code == 200, page.text
+        recorded = client.get("/observed/").json()
+    executed = [sql for sql, _ in recorded["executed"]]
+    loop_thread = set(recorded["threads"])
+    assert len(loop_thread) == 1 and len(executed) >= 8
+    assert {thread for _, thread in recorded["executed"]} == loop_thread  # no SQL off the loop
+
+    # The toolbar's SQL panel (aorm.contrib.debug_toolbar.SQLPanel): every statement,
+    # its parameters interpolated as the toolbar shows them.
+    assert len(recorded["toolbar"]) == len(executed)
+    assert "VALUES ('ann')" in next(sql for sql in recorded["toolbar"] if "INSERT" in sql)
+
+    # Sentry's Django integration: a db span per statement, on the loop's thread.
+    statements = [(sql, thread) for sql, thread in recorded["sentry"] if sql != "connect"]
+    assert sorted(sql for sql, _ in statements) == sorted(executed)
+    assert {int(thread) for _, thread in statements} == loop_thread
+
+    # OpenTelemetry: spans made by an execute_wrapper are children of the request's span.
+    spans = recorded["otel"]
+    ours = [span for span in spans if span["by"] == "aorm.tests"]
+    assert [span["statement"] for span in ours] == executed
+    assert {span["parent"] for span in ours} == {"GET /books/"}
+    # Its psycopg instrumentation sees none of aorm's statements (it instruments
+    # connections opened by psycopg's connect(), aorm runs Django's cursor over the
+    # async connection); its sqlite3 one sees them, outside the request's trace
+    # (they run in the connection's thread). The README says so.
+    others = [span for span in spans if span["by"] != "aorm.tests"]
+    if settings.DATABASE == "postgresql":
+        assert others == []
+    else:
+        assert others and {span["parent"] for span in others} == {None}

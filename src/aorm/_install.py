@@ -103,10 +103,18 @@ def _absent(original: Any) -> bool:
 
 
 def _calls(*names: str) -> Callable[[Any], bool]:
-    """The original is a function whose code uses every one of ``names``."""
+    """The original is a function whose code uses every one of ``names``.
+
+    A tool may have wrapped Django's function before aorm installs (Sentry's
+    Django integration, set up in settings, wraps ``make_view_atomic``): the
+    function it wraps (``__wrapped__``, as ``functools.wraps`` sets) is checked.
+    """
 
     def holds(original: Any) -> bool:
-        code = getattr(getattr(original, "__func__", original), "__code__", None)
+        function = getattr(original, "__func__", original)
+        if callable(function):
+            function = inspect.unwrap(function)
+        code = getattr(function, "__code__", None)
         return code is not None and set(names) <= _names_in(code)
 
     return holds
