@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
-from django.utils.decorators import sync_and_async_middleware
 from opentelemetry import trace
 
 import aorm
@@ -43,9 +42,8 @@ def opentelemetry_span(execute: Any, sql: str, params: Any, many: bool, context:
         return execute(sql, params, many, context)
 
 
-@sync_and_async_middleware
 def opentelemetry_spans(get_response: Callable[..., Any]) -> Callable[..., Any]:
-    """A span per request, and the statements' spans through ``execute_wrapper``."""
+    """A span per request, and the statements' spans through ``execute_wrapper`` (async only)."""
 
     async def middleware(request: HttpRequest) -> Any:
         tracer = trace.get_tracer("aorm.tests", tracer_provider=settings.TRACER_PROVIDER)
@@ -57,6 +55,9 @@ def opentelemetry_spans(get_response: Callable[..., Any]) -> Callable[..., Any]:
                 return await get_response(request)
 
     return middleware
+
+
+opentelemetry_spans.async_capable, opentelemetry_spans.sync_capable = True, False  # type: ignore[attr-defined]
 
 
 async def books(request: HttpRequest) -> HttpResponse:
