@@ -40,7 +40,9 @@ def open_sqlite_connections() -> int:
     gc.collect()
     count = 0
     for obj in gc.get_objects():
-        if isinstance(obj, sqlite3.Connection):
+        # type(), not isinstance(): a lazy object's __class__ would set it up (DRF's
+        # import creates django.contrib.admin's site, which fails without the app).
+        if issubclass(type(obj), sqlite3.Connection):
             try:
                 obj.total_changes  # noqa: B018
             except sqlite3.ProgrammingError:  # closed
