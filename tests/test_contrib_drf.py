@@ -14,6 +14,7 @@ import sys
 import threading
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import SynchronousOnlyOperation
 from django.test import AsyncClient
 
@@ -120,6 +121,20 @@ async def test_update_through_a_generic_view(sql_log: SqlLog) -> None:
     assert clash.status_code == 400
     assert (await client.get(f"/drf/books/{b1.id}/")).json()["title"] == "b1"
     assert on_loop(sql_log)
+
+
+async def test_session_authentication(sql_log: SqlLog) -> None:
+    user = await get_user_model().objects.acreate_user("ann", password="secret")
+    client = AsyncClient()
+    await client.aforce_login(user)
+    sql_log.clear()
+    response = await client.get("/drf/me/")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"user": "ann"}
+    assert len(sql_log.statements) >= 2  # the session, the user
+    assert on_loop(sql_log)
+    anonymous = await AsyncClient().get("/drf/me/")
+    assert anonymous.json() == {"user": ""}
 
 
 async def test_serializers_awaited_directly(sql_log: SqlLog) -> None:

@@ -71,6 +71,13 @@ class AuthorCreate(APIView):
         return Response(await serializer.adata, status=201)
 
 
+class WhoAmI(NativeViewMixin, APIView):
+    """DRF's default authentication (session first): the user is loaded natively."""
+
+    async def get(self, request: Request) -> Response:
+        return Response({"user": request.user.get_username()})
+
+
 class Pages(PageNumberPagination):
     page_size = 2
 
@@ -90,6 +97,7 @@ class BookDetail(NativeViewMixin, generics.RetrieveUpdateAPIView):
 
 urlpatterns = [
     path("drf/authors/", AuthorCreate.as_view()),
+    path("drf/me/", WhoAmI.as_view()),
     path("drf/books/", BookList.as_view()),
     path("drf/books/<int:pk>/", BookDetail.as_view()),
 ]

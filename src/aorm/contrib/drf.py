@@ -36,6 +36,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
@@ -110,13 +111,24 @@ def native_serializer_class(serializer_class: type[Any]) -> type[Any]:
 
 
 class NativeViewMixin:
-    """For adrf's generic views and viewsets: validation and pagination run natively.
+    """For adrf's views, generic views and viewsets: their database work runs natively.
 
     ``alist``, ``aretrieve``, ``acreate``, ``aupdate`` and ``adestroy`` keep
     adrf's behaviour; validation runs in the bridge instead of a thread, the
     paginator's queries too, and the serializer class gets
-    :class:`NativeSerializerMixin`, so ``.data`` is computed natively.
+    :class:`NativeSerializerMixin`, so ``.data`` is computed natively. With
+    DRF's ``SessionAuthentication``, the session's user is loaded natively
+    (``request.auser()``) before adrf runs authentication in its thread.
     """
+
+    async def async_dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        auser = getattr(request, "auser", None)  # Django's AuthenticationMiddleware
+        if auser is not None and any(
+            isinstance(authenticator, SessionAuthentication)
+            for authenticator in self.get_authenticators()  # type: ignore[attr-defined]
+        ):
+            request.user = await auser()  # what SessionAuthentication reads, loaded
+        return await super().async_dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> Any:
         """DRF's ``get_serializer()``, the class given :class:`NativeSerializerMixin`."""
