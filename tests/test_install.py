@@ -75,7 +75,6 @@ def with_pool(pool: Any, **settings: Any) -> dict[str, Any]:
         ({"max_size": "4"}, {}, ["aorm.E003"]),
         ({"min_size": 5, "max_size": 2}, {}, ["aorm.E003"]),
         ("yes", {}, ["aorm.E003"]),
-        ({"max_size": 4}, {"CONN_MAX_AGE": 60}, ["aorm.E004"]),
         (None, {"CONN_MAX_AGE": 60}, []),  # the default async pool is not a persistent conflict
     ],
 )
