@@ -54,6 +54,8 @@ _sync_wrappers: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def sync_transactions() -> list[tuple[int, str, Any]]:
     """``(thread ident, alias, wrapper)`` of synchronous wrappers inside a transaction."""
+    if not _sync_wrappers:  # an async server's usual case; iterating a WeakSet costs µs
+        return []
     return [(w._thread_ident, w.alias, w) for w in list(_sync_wrappers) if w.in_atomic_block]
 
 
