@@ -27,7 +27,8 @@ from tests.test_errors import backend_pid
 pytestmark = ALL_DATABASES
 
 POSTGRESQL = settings.DATABASE == "postgresql"
-DEFAULT_SIZE = 10 if POSTGRESQL else 8
+SQLITE = settings.DATABASE == "sqlite"
+DEFAULT_SIZE = 8 if SQLITE else 10
 
 
 def async_pool(alias: str) -> AsyncPool[Any]:
@@ -158,7 +159,7 @@ async def _new_pool(alias: str, options: dict[str, Any]) -> AsyncPool[Any]:
 
 
 def _is_closed(conn: Any) -> bool:
-    return bool(conn.closed) if POSTGRESQL else not conn.io.thread.is_alive()
+    return not conn.io.thread.is_alive() if SQLITE else bool(conn.closed)
 
 
 async def test_idle_connections_are_closed_after_max_idle_down_to_min_size() -> None:
