@@ -7,13 +7,21 @@ frames between the user's code and the guard tell which ORM call it was.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from types import FrameType
 
 import django
 
-_LIBRARY_DIRS = (str(Path(django.__file__).parent), str(Path(__file__).parent))
+# Django's, aorm's and the standard library's frames (functools.cached_property
+# sits between Model.save() and the guard on MySQL) lie between the user's call
+# and the guard.
+_LIBRARY_DIRS = (
+    str(Path(django.__file__).parent),
+    str(Path(__file__).parent),
+    str(Path(functools.__file__).parent),
+)
 
 _QUERYSET_METHODS = {
     "get", "create", "get_or_create", "update_or_create", "bulk_create", "bulk_update",
