@@ -113,7 +113,7 @@ $(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
 docs: $(VENV)/.docs-installed
 	@mkdir -p docs/assets
 	@cp bench/results/results.png docs/assets/bench-results.png
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 	@echo "docs: build/site/index.html"
 
 # What `pip install` of a built wheel gives a user: sdist and wheel built,

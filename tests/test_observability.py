@@ -188,7 +188,7 @@ def test_monitoring_tools_under_uvicorn(observed_server: str) -> None:
     # Its psycopg instrumentation sees none of aorm's statements (it instruments
     # connections opened by psycopg's connect(), aorm runs Django's cursor over the
     # async connection); its sqlite3 one sees them, outside the request's trace
-    # (they run in the connection's thread). The README says so.
+    # (they run in the connection's thread). docs/frameworks.md says so.
     others = [span for span in spans if span["by"] != "aorm.tests"]
     if settings.DATABASE == "sqlite":
         assert others and {span["parent"] for span in others} == {None}

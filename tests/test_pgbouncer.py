@@ -4,7 +4,7 @@ A module fixture starts Debian's ``pgbouncer`` on a free loopback port, with
 its own ini and userlist in a temporary directory (``auth_type = trust``,
 ``pool_mode = transaction``, every database forwarded to the test server), and
 stops it at the end. For the tests that use ``via_pgbouncer``, aorm's aliases
-point at it with the settings the README recommends ("Behind PgBouncer"):
+point at it with the settings docs/deployment.md recommends ("Behind PgBouncer"):
 
 - ``DISABLE_SERVER_SIDE_CURSORS = True``: a cursor declared ``WITH HOLD``
   outside a transaction lives in one server session, and transaction pooling
@@ -65,7 +65,7 @@ UNAVAILABLE = ROOT / "build" / "pgbouncer-unavailable"
 # The aorm aliases of tests/settings.py redirected through PgBouncer (``stock``,
 # Django's own backend, stays on the server: it counts server sessions).
 ALIASES = ("default", "unpooled", "defaults", "checked")
-# The README's settings for an alias behind PgBouncer in transaction mode.
+# docs/deployment.md's settings for an alias behind PgBouncer in transaction mode.
 RECOMMENDED: dict[str, Any] = {
     "DISABLE_SERVER_SIDE_CURSORS": True,
     "OPTIONS": {"prepare_threshold": None},
@@ -427,7 +427,7 @@ async def test_automatic_prepared_statements_need_pgbouncer_1_21(
 
     PgBouncer 1.21+ (``max_prepared_statements``, set by the fixture) follows
     them across server connections. Older ones don't: the statement prepared
-    on one server connection is missing on the next, which is why the README
+    on one server connection is missing on the next, which is why docs/deployment.md
     says ``prepare_threshold: None`` there.
     """
     if supports_prepared_statements(pgbouncer.version):

@@ -11,7 +11,7 @@ the Django version, so that a Django release that moved something stops
 startup instead of letting the async API fall back to threads unnoticed.
 Nothing is patched at import time.
 
-The table (also in the README's "How it works"):
+The table (also in docs/how-it-works.md):
 
 ======================================================  ==========================================
 ``django.utils.asyncio.get_running_loop``               the async-unsafe guard lets the bridge's

@@ -1,6 +1,6 @@
 """Django system checks for aorm's settings: misconfiguration found by ``manage.py check``.
 
-Each problem has an id, listed in the README:
+Each problem has an id, listed in docs/checks.md:
 
 - ``aorm.E001``: an alias uses an aorm ENGINE but ``"aorm"`` is not in
   ``INSTALLED_APPS`` (its async API would not be routed: ``await qs`` fails,

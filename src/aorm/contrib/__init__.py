@@ -10,7 +10,7 @@ itself imports none of these frameworks):
   the statements of async views.
 
 Channels needs no module: an async consumer awaits the ORM like any async
-code (see the README's "With Channels").
+code (see docs/frameworks.md, "With Channels").
 
 The framework integrations run the framework's own synchronous code
 unchanged through ``aorm.run`` (the bridge): validators, nested serializers,
