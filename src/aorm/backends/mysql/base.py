@@ -46,34 +46,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from functools import partial
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.mysql import base as django_mysql
-from django.utils.asyncio import async_unsafe
 from django.utils.functional import cached_property
 
-from aorm import _loops
-from aorm._pool import DEFAULT_OPTIONS, pool_key
+from aorm._pool import DEFAULT_OPTIONS
 from aorm.backends.base import BridgedDatabaseWrapper
 from aorm.backends.mysql.driver import (
     Connection,
     Connector,
     Pooled,
-    Unpooled,
     check_connection,
 )
+from aorm.backends.pooling import PerLoopConnections, Unpooled
 from aorm.bridge import in_bridge
 
 __all__ = ["DatabaseWrapper"]
 
 
-async def _close_pool(pool: Pooled | Unpooled) -> None:
-    await pool.aclose()
-
-
-class _NativeIO(django_mysql.DatabaseWrapper):  # type: ignore[misc]
+class _NativeIO(PerLoopConnections, django_mysql.DatabaseWrapper):  # type: ignore[misc]
     """Django's mysql wrapper, taking its connections from aorm's pool inside the bridge.
 
     Methods Django guards with ``async_unsafe`` are guarded here too:
@@ -86,15 +79,6 @@ class _NativeIO(django_mysql.DatabaseWrapper):  # type: ignore[misc]
         kwargs: dict[str, Any] = super().get_connection_params()
         self.aorm_pool_options = kwargs.pop("pool", None)
         return kwargs
-
-    @async_unsafe  # type: ignore[misc]
-    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        if not in_bridge():
-            return super().get_new_connection(conn_params)
-        pool = _loops.for_running_loop().get(
-            pool_key(self.alias), partial(self._new_pool, conn_params), _close_pool
-        )
-        return pool.getconn()
 
     def _new_pool(self, conn_params: dict[str, Any]) -> Pooled | Unpooled:
         connector = Connector(self.alias, conn_params)

@@ -21,7 +21,7 @@ event loop through :func:`aorm.bridge.await_`.
 
 Connections are pooled per event loop by :class:`aorm._pool.AsyncPool`
 (:class:`Pooled`); ``OPTIONS["pool"] = False`` opens one per operation
-(:class:`Unpooled`).
+(:class:`aorm.backends.pooling.Unpooled`).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from django.db.backends.utils import typecast_time
 from MySQLdb.constants import CR, ER, FIELD_TYPE
 
 from aorm._pool import AsyncPool
+from aorm.backends.pooling import ConnectionSource
 from aorm.bridge import await_, in_bridge
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "Cursor",
     "Driver",
     "Pooled",
-    "Unpooled",
     "check_connection",
     "mysqldb_error",
 ]
@@ -226,7 +226,7 @@ class Connection:
     def __init__(self, raw: Any, source: Connector) -> None:
         self.raw = raw
         self.source = source
-        self.pool: Pooled | Unpooled | None = None  # where Django's close() returns it
+        self.pool: Pooled | ConnectionSource | None = None  # where Django's close() returns it
         self.parked: Any = None  # the DatabaseWrapper kept with it between operations
         self.configured = False  # Django's per-connection setup ran
         self.broken = False  # abandoned mid-call or lost: never reused
@@ -576,25 +576,6 @@ class Pooled:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
-
-
-class Unpooled:
-    """No pool: each operation opens its own connection and closes it."""
-
-    def __init__(self, connector: Connector) -> None:
-        self.connector = connector
-
-    def getconn(self) -> Connection:
-        connection = await_(self.connector.open())
-        connection.pool = self
-        return connection
-
-    def putconn(self, connection: Connection) -> None:
-        connection.pool = None
-        await_(self.connector.close(connection))
-
-    async def aclose(self) -> None:
-        pass
 
 
 async def check_connection(connection: Connection) -> None:

@@ -112,10 +112,11 @@ from django.db.backends.sqlite3 import base as django_sqlite3
 from django.utils.asyncio import async_unsafe
 
 from aorm import _loops
-from aorm._pool import DEFAULT_OPTIONS, pool_key
+from aorm._pool import DEFAULT_OPTIONS
 from aorm.backends.base import BridgedDatabaseWrapper
+from aorm.backends.pooling import PerLoopConnections, Unpooled
 from aorm.backends.sqlite3.creation import DatabaseCreation
-from aorm.backends.sqlite3.driver import Connector, Pooled, Unpooled, WriterLock
+from aorm.backends.sqlite3.driver import Connector, Pooled, WriterLock
 from aorm.bridge import in_bridge
 
 __all__ = ["DatabaseWrapper"]
@@ -124,10 +125,6 @@ __all__ = ["DatabaseWrapper"]
 # (see above), so the size only bounds the threads.
 DEFAULT_POOL: dict[str, Any] = {**DEFAULT_OPTIONS, "max_size": 8}
 _SQLITE_DEFAULT_TIMEOUT = 5.0
-
-
-async def _close_pool(pool: Pooled | Unpooled) -> None:
-    await pool.aclose()
 
 
 async def _nothing_to_close(_: object) -> None:
@@ -142,7 +139,7 @@ def _file_of(name: Any) -> str:
     return os.path.realpath(path)
 
 
-class _NativeIO(django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
+class _NativeIO(PerLoopConnections, django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
     """Django's sqlite3 wrapper, taking its connections from aorm's pool inside the bridge.
 
     Methods Django guards with ``async_unsafe`` are guarded here too:
@@ -161,15 +158,6 @@ class _NativeIO(django_sqlite3.DatabaseWrapper):  # type: ignore[misc]
             # Readers are not blocked by a writer, nor a writer by readers.
             self.init_commands = ["PRAGMA journal_mode = WAL", *self.init_commands]
         return kwargs
-
-    @async_unsafe  # type: ignore[misc]
-    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        if not in_bridge():
-            return super().get_new_connection(conn_params)
-        pool = _loops.for_running_loop().get(
-            pool_key(self.alias), partial(self._new_pool, conn_params), _close_pool
-        )
-        return pool.getconn()
 
     def _new_pool(self, conn_params: dict[str, Any]) -> Pooled | Unpooled:
         # Django's own code opens and sets up each connection, in the

@@ -42,6 +42,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from aorm._pool import AsyncPool
+from aorm.backends.pooling import ConnectionSource
 from aorm.bridge import await_, in_bridge
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "Cursor",
     "IOThread",
     "Pooled",
-    "Unpooled",
     "WriterLock",
 ]
 
@@ -239,7 +239,7 @@ class Connection:
         self.io = io
         self.raw = raw
         self.source = source
-        self.pool: Pooled | Unpooled | None = None  # where Django's close() returns it
+        self.pool: Pooled | ConnectionSource | None = None  # where Django's close() returns it
         self.busy = False  # a call of an abandoned operation may still be running
         self.reusable = True  # False once a PRAGMA changed the connection's settings
         self.holds_writer = False
@@ -625,22 +625,3 @@ class Pooled:
 
     async def aclose(self) -> None:
         await self.pool.aclose()
-
-
-class Unpooled:
-    """No pool: each operation opens its own connection (and thread) and closes it."""
-
-    def __init__(self, connector: Connector) -> None:
-        self.connector = connector
-
-    def getconn(self) -> Connection:
-        connection = await_(self.connector.open())
-        connection.pool = self
-        return connection
-
-    def putconn(self, connection: Connection) -> None:
-        connection.pool = None
-        await_(self.connector.close(connection))
-
-    async def aclose(self) -> None:
-        pass
