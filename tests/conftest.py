@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
@@ -70,3 +71,17 @@ def close_reference_connections() -> Iterator[None]:
     """Close what ``sync_to_async`` reference calls left open in asgiref's worker thread."""
     yield
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+async def library() -> tuple[Any, Any, Any, Any]:
+    """Authors ann and bob; tags red and blue; books b1 (ann: red, blue), b2 (ann: red), b3."""
+    from tests.app.models import Author, Book, Tag
+
+    ann = await Author.objects.acreate(name="ann")
+    bob = await Author.objects.acreate(name="bob")
+    red = await Tag.objects.acreate(name="red")
+    blue = await Tag.objects.acreate(name="blue")
+    for title, author, tags in (("b1", ann, [red, blue]), ("b2", ann, [red]), ("b3", bob, [])):
+        book = await Book.objects.acreate(title=title, author=author)
+        await book.tags.aset(tags)
+    return ann, bob, red, blue

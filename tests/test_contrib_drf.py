@@ -18,8 +18,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import SynchronousOnlyOperation
 from django.test import AsyncClient
 
-from tests.app.models import Author, Book, Tag
-from tests.conftest import ALL_DATABASES, SqlLog
+from tests.app.models import Author, Book
+from tests.conftest import ALL_DATABASES, SqlLog, library
 from tests.frameworks.drf import AuthorSerializer, BookDetailSerializer, BookSerializer
 
 pytestmark = [ALL_DATABASES, pytest.mark.urls("tests.frameworks.drf")]
@@ -33,17 +33,6 @@ def on_loop(sql_log: SqlLog) -> bool:
         and sql_log.threads() == {threading.get_ident()}
         and (aliases == {"default"})
     )
-
-
-async def library() -> tuple[Author, Author, Tag, Tag]:
-    ann = await Author.objects.acreate(name="ann")
-    bob = await Author.objects.acreate(name="bob")
-    red = await Tag.objects.acreate(name="red")
-    blue = await Tag.objects.acreate(name="blue")
-    for title, author, tags in (("b1", ann, [red, blue]), ("b2", ann, [red]), ("b3", bob, [])):
-        book = await Book.objects.acreate(title=title, author=author)
-        await book.tags.aset(tags)
-    return ann, bob, red, blue
 
 
 async def test_unique_validator(sql_log: SqlLog) -> None:

@@ -15,8 +15,8 @@ import pytest
 from django.test import AsyncClient
 from pydantic import ValidationError
 
-from tests.app.models import Author, Book, Tag
-from tests.conftest import ALL_DATABASES, SqlLog
+from tests.app.models import Book, Tag
+from tests.conftest import ALL_DATABASES, SqlLog, library
 
 pytestmark = [ALL_DATABASES, pytest.mark.urls("tests.frameworks.ninja_api")]
 
@@ -26,16 +26,6 @@ def on_loop(sql_log: SqlLog) -> bool:
     aliases = {alias for alias, _, _ in sql_log.statements}
     loop_thread = {threading.get_ident()}
     return bool(sql_log.statements) and sql_log.threads() == loop_thread and aliases == {"default"}
-
-
-async def library() -> None:
-    ann = await Author.objects.acreate(name="ann")
-    bob = await Author.objects.acreate(name="bob")
-    red = await Tag.objects.acreate(name="red")
-    blue = await Tag.objects.acreate(name="blue")
-    for title, author, tags in (("b1", ann, [red, blue]), ("b2", ann, [red]), ("b3", bob, [])):
-        book = await Book.objects.acreate(title=title, author=author)
-        await book.tags.aset(tags)
 
 
 async def test_nested_schemas_paginated(sql_log: SqlLog) -> None:
