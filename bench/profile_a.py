@@ -78,7 +78,10 @@ LAYERS = [
         "aorm adapter + pool (backends/, _pool.py)",
         lambda p: "/aorm/backends/" in p or p.endswith("/aorm/_pool.py"),
     ),
-    ("aorm bridge + scope + routing (bridge.py, _scope.py, _routing.py)", lambda p: "/aorm/" in p),
+    (
+        "aorm bridge + scope + routing (bridge.py, _operation.py, _sync_to_async.py)",
+        lambda p: "/aorm/" in p,
+    ),
     (
         "Django backend (django/db/backends, db/utils)",
         lambda p: "/django/db/backends/" in p or p.endswith("/django/db/utils.py"),

@@ -23,7 +23,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import transaction
 from django.urls import path
 
-from aorm import _routing
+from aorm import _sync_to_async
 from tests.app.models import Author, Book
 from tests.conftest import ALL_DATABASES, SqlLog
 from tests.frameworks.channels_consumers import LegacyConsumer, LibraryConsumer
@@ -45,7 +45,7 @@ class Boom(Exception):
 @pytest.fixture
 def all_aliases_aorm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Treat the configuration as all-aorm (the suite keeps a stock reference alias)."""
-    monkeypatch.setattr(_routing, "every_alias_native", lambda: True)
+    monkeypatch.setattr(_sync_to_async, "every_alias_native", lambda: True)
     yield
 
 

@@ -35,7 +35,7 @@ from django.dispatch import Signal
 from django.test import AsyncClient
 
 import aorm
-from aorm import _routing
+from aorm import _sync_to_async
 from tests.app.models import Author, Event
 from tests.conftest import ALL_DATABASES, SqlLog
 
@@ -57,8 +57,8 @@ def all_aliases_aorm(monkeypatch: pytest.MonkeyPatch) -> None:
     receivers, a user's ``sync_to_async``) runs in the bridge only when every
     alias is aorm's. Tests using this fixture touch aorm aliases only.
     """
-    assert not _routing.every_alias_native()  # the suite's own settings
-    monkeypatch.setattr(_routing, "every_alias_native", lambda: True)
+    assert not _sync_to_async.every_alias_native()  # the suite's own settings
+    monkeypatch.setattr(_sync_to_async, "every_alias_native", lambda: True)
 
 
 @pytest.fixture
@@ -516,17 +516,17 @@ def django_modules_calling_sync_to_async() -> set[str]:
 
 def test_every_module_using_sync_to_async_is_routed_or_declared_threaded() -> None:
     found = django_modules_calling_sync_to_async()
-    unaccounted = found - set(_routing.ROUTED) - set(_routing.THREADED)
-    assert not unaccounted, f"classify in aorm._routing (ROUTED or THREADED): {unaccounted}"
-    assert not set(_routing.ROUTED) & set(_routing.THREADED)
+    unaccounted = found - set(_sync_to_async.ROUTED) - set(_sync_to_async.THREADED)
+    assert not unaccounted, f"classify in aorm._sync_to_async (ROUTED or THREADED): {unaccounted}"
+    assert not set(_sync_to_async.ROUTED) & set(_sync_to_async.THREADED)
 
 
 def test_every_async_function_of_a_routed_module_goes_through_the_router() -> None:
     """Introspection: async functions whose code calls ``sync_to_async`` see aorm's router."""
     checked = 0
-    for name in _routing.routed_modules():
+    for name in _sync_to_async.routed_modules():
         module = importlib.import_module(name)
-        assert module.sync_to_async in _routing._routers.values(), name
+        assert module.sync_to_async in _sync_to_async._routers.values(), name
         for function in async_functions(module):
             names = set(function.__code__.co_names)
             for const in function.__code__.co_consts:  # nested closures (asend's sync_send)

@@ -5,9 +5,9 @@ Add ``"aorm"`` to ``INSTALLED_APPS`` and use an aorm backend
 loop, on async drivers, with no thread pool in between.
 """
 
+from aorm._operation import await_, run
 from aorm._pool import PoolStats, PoolTimeout, pool_stats
 from aorm._relations import afetch
-from aorm._scope import await_, run
 from aorm._transaction import aget_autocommit, aget_rollback, aon_commit, aset_rollback
 from aorm.bridge import BridgeError
 

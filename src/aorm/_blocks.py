@@ -139,7 +139,7 @@ class Transaction:
         self.holder: object = None  # the operation whose turn it is
         self._waiters: list[asyncio.Future[None]] = []
 
-    def move_top(self, block: Block | None) -> None:
+    def set_innermost(self, block: Block | None) -> None:
         """A block opened or ended: waiting tasks check whether it is their turn."""
         self.top = block
         self._wake()
@@ -249,7 +249,7 @@ def lent_block(alias: str, wrapper: Any) -> Block:
     """A synchronous atomic block of the operation, as a transaction awaited code can join."""
     transaction = Transaction(alias, wrapper)
     root = Block(transaction, None)
-    transaction.move_top(root)
+    transaction.set_innermost(root)
     return root
 
 

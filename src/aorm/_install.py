@@ -17,9 +17,11 @@ The table (also in docs/how-it-works.md):
 ``django.utils.asyncio.get_running_loop``               the async-unsafe guard lets the bridge's
                                                         I/O through (``backends.base``)
 ``django.db.connections._connections``                  which wrapper an operation uses
-                                                        (``_scope``)
-``<routed module>.sync_to_async`` (``_routing.ROUTED``)  Django's async functions run in the bridge
+                                                        (``_operation``)
+``<routed module>.sync_to_async``                       Django's async functions run in the bridge
+(``_sync_to_async.ROUTED``)
 ``BaseIterable.__aiter__``                              ``async for`` fetches natively
+                                                        (``_queryset``)
 ``QuerySet.__await__``, ``RawQuerySet.__await__``,      the seeds' awaitable QuerySet
 ``QuerySet.aall``, ``BaseManager.aall``
 ``dispatcher._run_parallel`` (Django 6)                  receivers start in the sender's blocks
@@ -54,7 +56,7 @@ from django.db.transaction import Atomic
 from django.dispatch import dispatcher
 from django.utils import asyncio as django_asyncio
 
-from aorm import _routing, _scope, _transaction
+from aorm import _operation, _queryset, _sync_to_async, _transaction
 from aorm.backends import base as backends_base
 
 __all__ = ["MISSING", "Patch", "install", "patches"]
@@ -172,18 +174,18 @@ def patches() -> list[Patch]:
         Patch(
             connections,
             "_connections",
-            _scope.ScopedStorage,
+            _operation.OperationStorage,
             "ConnectionHandler keeps its DatabaseWrappers in an asgiref Local, `_connections`",
             _is_connection_storage,
         ),
     ]
-    for name in _routing.routed_modules():
+    for name in _sync_to_async.routed_modules():
         module = importlib.import_module(name)
         table.append(
             Patch(
                 module,
                 "sync_to_async",
-                _routing.router_for(name),
+                _sync_to_async.router_for(name),
                 f"{name} calls asgiref's sync_to_async by its module-level name in async code",
                 _routed_module_holds(module),
             )
@@ -193,7 +195,7 @@ def patches() -> list[Patch]:
             Patch(
                 dispatcher,
                 "_run_parallel",
-                _routing.ReceiversInTheirBlocks,
+                _sync_to_async.ReceiversInTheirBlocks,
                 "_run_parallel(*coroutines) runs async receivers as tasks of one TaskGroup",
                 _calls("TaskGroup", "create_task"),
             )
@@ -202,33 +204,33 @@ def patches() -> list[Patch]:
         Patch(
             BaseIterable,
             "__aiter__",
-            _routing.aiter_natively,
+            _queryset.aiter_natively,
             "BaseIterable.__aiter__ returns its _async_generator (chunks via sync_to_async)",
             _calls("_async_generator"),
         ),
         Patch(
-            QuerySet, "__await__", _routing.queryset_await, "QuerySet is not awaitable", _absent
+            QuerySet, "__await__", _queryset.queryset_await, "QuerySet is not awaitable", _absent
         ),
         Patch(
             RawQuerySet,
             "__await__",
-            _routing.queryset_await,
+            _queryset.queryset_await,
             "RawQuerySet is not awaitable",
             _absent,
         ),
-        Patch(QuerySet, "aall", _routing.queryset_aall, "QuerySet has no aall()", _absent),
-        Patch(BaseManager, "aall", _routing.manager_aall, "managers have no aall()", _absent),
+        Patch(QuerySet, "aall", _queryset.queryset_aall, "QuerySet has no aall()", _absent),
+        Patch(BaseManager, "aall", _queryset.manager_aall, "managers have no aall()", _absent),
         Patch(
             AsyncToSync,
             "__call__",
-            _routing.async_to_sync_call,
+            _sync_to_async.async_to_sync_call,
             "AsyncToSync.__call__ runs self.awaitable",
             _calls("awaitable"),
         ),
         Patch(
             SyncToAsync,
             "__call__",
-            _routing.sync_to_async_call,
+            _sync_to_async.sync_to_async_call,
             "SyncToAsync.__call__ runs self.func, and thread_sensitive is `_thread_sensitive`",
             _calls("func", "_thread_sensitive"),
         ),

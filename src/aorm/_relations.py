@@ -30,7 +30,7 @@ from django.db.models import Model, prefetch_related_objects
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.fields.related_descriptors import ReverseOneToOneDescriptor
 
-from aorm._scope import run
+from aorm._operation import run
 
 __all__ = ["afetch"]
 

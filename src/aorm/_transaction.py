@@ -36,7 +36,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 from django.db.transaction import Atomic
 
-from aorm import _blocks, _scope, bridge
+from aorm import _blocks, _operation, bridge
 from aorm.backends.base import native_aliases
 
 __all__ = [
@@ -86,8 +86,8 @@ def _end_block(atomic: Atomic, block: _blocks.Block, exc_info: tuple[Any, Any, A
         if block.parent is None:
             wrapper, transaction.wrapper = transaction.wrapper, None
             if wrapper is not None:
-                _scope.detach(transaction.alias)
-                _scope.give_back(wrapper)
+                _operation.detach(transaction.alias)
+                _operation.give_back(wrapper)
 
 
 def _own_blocks(atomic: Atomic) -> list[tuple[_blocks.Block, Any]]:
@@ -107,18 +107,18 @@ async def aenter(self: Atomic) -> Atomic:
     if parent is None:
         transaction = _blocks.Transaction(alias)
         block = _blocks.Block(transaction, None)
-        transaction.move_top(block)
+        transaction.set_innermost(block)
         token = _blocks.enter_block(block)
         try:
-            await _scope.run(self.__enter__)
+            await _operation.run(self.__enter__)
         except BaseException:
             _blocks.leave_block(token)
             await _shielded(_abandon(transaction))
             raise
     else:
-        await _scope.run(self.__enter__)  # a savepoint, on the parent's turn
+        await _operation.run(self.__enter__)  # a savepoint, on the parent's turn
         block = _blocks.Block(parent.transaction, parent)
-        parent.transaction.move_top(block)
+        parent.transaction.set_innermost(block)
         token = _blocks.enter_block(block)
     _own_blocks(self).append((block, token))
     return self
@@ -134,10 +134,10 @@ async def aexit(self: Atomic, exc_type: Any, exc: Any, tb: Any) -> None:
     if not blocks:
         del self.__dict__["_aorm_blocks"][asyncio.current_task()]
     try:
-        await _shielded(_scope.run(_end_block, self, block, (exc_type, exc, tb)))
+        await _shielded(_operation.run(_end_block, self, block, (exc_type, exc, tb)))
     finally:
         _blocks.leave_block(token)
-        block.transaction.move_top(block.parent)
+        block.transaction.set_innermost(block.parent)
         if block.parent is None:
             await _shielded(_abandon(block.transaction))
 
@@ -148,7 +148,7 @@ async def _abandon(transaction: _blocks.Transaction) -> None:
     while block is not None:  # tasks still inside any of its blocks learn that it ended
         block.ended = True
         block = block.parent
-    transaction.move_top(None)
+    transaction.set_innermost(None)
     wrapper, transaction.wrapper = transaction.wrapper, None
     if wrapper is not None:
         await bridge.run(wrapper.close)
@@ -176,7 +176,7 @@ def sync_callback(func: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[
     @functools.wraps(func)
     def call() -> object:
         if bridge.in_bridge():
-            return _scope.await_(func())
+            return _operation.await_(func())
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -205,17 +205,17 @@ def make_view_atomic(self: BaseHandler, view: Callable[..., Any]) -> Callable[..
 
 async def aget_autocommit(using: str | None = None) -> bool:
     """``transaction.get_autocommit()`` for async code (it may have to connect)."""
-    return await _scope.run(django_transaction.get_autocommit, using)
+    return await _operation.run(django_transaction.get_autocommit, using)
 
 
 async def aget_rollback(using: str | None = None) -> bool:
     """``transaction.get_rollback()`` for async code."""
-    return await _scope.run(django_transaction.get_rollback, using)
+    return await _operation.run(django_transaction.get_rollback, using)
 
 
 async def aset_rollback(rollback: bool, using: str | None = None) -> None:
     """``transaction.set_rollback()`` for async code."""
-    await _scope.run(django_transaction.set_rollback, rollback, using)
+    await _operation.run(django_transaction.set_rollback, rollback, using)
 
 
 async def aon_commit(

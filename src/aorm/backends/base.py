@@ -36,7 +36,7 @@ from django.db.models import QuerySet
 from django.db.utils import load_backend
 from django.utils.asyncio import async_unsafe
 
-from aorm import _hints
+from aorm import _async_unsafe
 from aorm._loops import loop_running
 from aorm.bridge import in_bridge
 from aorm.checks import check_app_installed
@@ -88,7 +88,7 @@ def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
         and not in_bridge()
     ):
         # Async code's own wrapper (``connection`` outside any operation) never
-        # connects: each operation uses a wrapper of its own (aorm._scope). Django's
+        # connects: each operation uses a wrapper of its own (aorm._operation). Django's
         # CaptureQueriesContext calls this on entering; there is nothing to ensure.
         return None
     if in_bridge() or (name == "ensure_connection" and self.connection is not None):
@@ -102,7 +102,7 @@ def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
     try:
         return guarded(*args, **kwargs)
     except SynchronousOnlyOperation:
-        raise SynchronousOnlyOperation(_hints.async_form_of_current_call()) from None
+        raise SynchronousOnlyOperation(_async_unsafe.async_form_of_current_call()) from None
 
 
 def running_loop_unless_lifted() -> asyncio.AbstractEventLoop:

@@ -3,7 +3,7 @@
 Django's mysql backend talks to mysqlclient (``MySQLdb``): ``cursor()``,
 ``autocommit(on)``, ``commit()``, ``ping()``, ``encoders``/``escape()`` and
 MySQLdb's exception classes, which its error wrapper and its ``CursorWrapper``
-inspect. :class:`Connection` and :class:`Cursor` give it that face over an
+inspect. :class:`Connection` and :class:`Cursor` present that interface over an
 async driver's connection; every call that reaches the server is awaited on the
 event loop through :func:`aorm.bridge.await_`.
 

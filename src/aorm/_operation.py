@@ -28,7 +28,7 @@ own backends are left to Django):
   (``sync_to_async``) must not reach that transaction's alias from the
   thread: it would write outside the transaction, or wait for a lock its own
   caller holds. It gets ``TransactionManagementError`` instead (aorm's routing
-  runs such code in the bridge where it can, see ``aorm._routing``).
+  runs such code in the bridge where it can, see ``aorm._sync_to_async``).
 
 Each task's running operation is kept per task (never inherited by the
 tasks it starts), and ``connections[alias]``, with all of Django's code that
@@ -50,7 +50,7 @@ from aorm._loops import loop_running
 from aorm._pool import pool_key
 from aorm.backends.base import native_aliases
 
-__all__ = ["Scope", "ScopedStorage", "await_", "run"]
+__all__ = ["KeptConnections", "OperationStorage", "await_", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -93,7 +93,7 @@ def _set_operation(operation: Operation | None) -> Operation | None:
     return previous
 
 
-class ScopedStorage:
+class OperationStorage:
     """Stands in for ``connections._connections``: aorm aliases resolve as described above."""
 
     __slots__ = ("_django",)
@@ -214,7 +214,7 @@ def give_back(wrapper: Any) -> None:
 
 
 def _django_storage() -> Any:
-    """Django's own per-context storage of wrappers, behind aorm's :class:`ScopedStorage`."""
+    """Django's own per-context storage of wrappers, behind aorm's :class:`OperationStorage`."""
     return connections._connections._django  # type: ignore[attr-defined]
 
 
@@ -232,7 +232,7 @@ def _release(wrappers: dict[str, Any]) -> None:
 
 
 def _in_operation(
-    operation: Operation, keep: bool, fn: Callable[..., T], args: Any, kwargs: Any
+    operation: Operation, keep_connections: bool, fn: Callable[..., T], args: Any, kwargs: Any
 ) -> T:
     """Run ``fn`` with the operation's wrappers (plus the transactions') as the connections."""
     wrappers, blocks = operation.wrappers, operation.blocks
@@ -242,7 +242,7 @@ def _in_operation(
             if block.transaction.adopted:
                 block.transaction.wrapper.inc_thread_sharing()
     if _observable:
-        for alias, wrapper in wrappers.items():  # a transaction's, or kept by a Scope
+        for alias, wrapper in wrappers.items():  # a transaction's, or kept by KeptConnections
             _observe(operation, _django_storage(), alias, wrapper)
     previous = _set_operation(operation)
     try:
@@ -257,18 +257,20 @@ def _in_operation(
             for alias, block in blocks.items():
                 if alias in wrappers:  # created by this operation, or handed back
                     block.transaction.wrapper = wrappers.pop(alias)
-            if not keep:
+            if not keep_connections:
                 _release(wrappers)
         finally:
             _set_operation(previous)
 
 
-async def _run_in(wrappers: dict[str, Any], keep: bool, fn: Callable[..., T], *args: Any) -> T:
+async def _run_in(
+    wrappers: dict[str, Any], keep_connections: bool, fn: Callable[..., T], *args: Any
+) -> T:
     operation = Operation(wrappers)
     operation.blocks = blocks = _blocks.current_blocks()
     try:
         await _blocks.take_turns(blocks, operation)
-        return await bridge.run(_in_operation, operation, keep, fn, args, {})
+        return await bridge.run(_in_operation, operation, keep_connections, fn, args, {})
     finally:
         _blocks.end_turns(blocks, operation)
 
@@ -314,11 +316,11 @@ def await_(awaitable: Awaitable[T]) -> T:
         _set_operation(operation)
         for block in lent.values():
             block.ended = True  # tasks started meanwhile can no longer use it
-            block.transaction.move_top(None)
+            block.transaction.set_innermost(None)
         bridge.await_(_blocks.take_turns(operation.blocks, operation))
 
 
-class Scope:
+class KeptConnections:
     """Connections kept across several operations, as a server-side cursor needs.
 
     Used by ``async for``: each chunk is one operation (taking its turn in a
@@ -332,9 +334,9 @@ class Scope:
         return await _run_in(self._wrappers, True, fn, *args)
 
     async def close(self, finalizer: Callable[[], object] | None = None) -> None:
-        """Run ``finalizer`` in the scope, then release its connections."""
-        await _run_in(self._wrappers, False, finalizer or _nothing)
+        """Run ``finalizer`` with the kept connections, then release its connections."""
+        await _run_in(self._wrappers, False, finalizer or _no_finalizer)
 
 
-def _nothing() -> None:
+def _no_finalizer() -> None:
     pass

@@ -13,33 +13,30 @@ test, is declared in :data:`ROUTED`; every other Django module that calls
 ``sync_to_async`` is listed in :data:`THREADED` with the reason, and a test
 fails on a Django version that adds a module to neither.
 
-More entry points are wrapped here:
+More entry points are wrapped here (``await qs`` and ``async for`` are in
+``aorm._queryset``):
 
-- ``async for`` over an iterable (chunks fetched through one scope, since a
-  server-side cursor lives on one connection), and the seeds' awaitable
-  QuerySet (``await qs``, ``await qs.aall()``);
 - ``async_to_sync`` called inside the bridge (a sync signal receiver calling
   async code, Django's dispatch of async receivers from ``send()``), which
   awaits on the loop instead of failing on "AsyncToSync in the same thread as
-  an event loop", as the task's own async code (``aorm._scope.await_``);
+  an event loop", as the task's own async code (``aorm._operation.await_``);
 - ``sync_to_async`` (thread-sensitive, Django's default) called by a task
   inside an async transaction when every alias is aorm's: the function runs
   in the bridge, in the transaction's turn, so its statements take part in
   the transaction. Elsewhere it runs in a thread as in Django, and such a
   thread that reaches an aorm alias of the task's transaction gets
-  ``TransactionManagementError`` (``aorm._scope``).
+  ``TransactionManagementError`` (``aorm._operation``).
 
 Async code that runs inside a synchronous caller's transaction (a test
 case's, a sync view's under ``ATOMIC_REQUESTS``) uses that transaction's
-connection: see ``aorm._scope``.
+connection: see ``aorm._operation``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import AsyncIterator, Callable, Coroutine, Generator
-from itertools import islice
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from asgiref.sync import AsyncToSync, SyncToAsync
@@ -50,18 +47,14 @@ from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 from django.db.models.query import BaseIterable, RawQuerySet
 
-from aorm import _blocks, _scope, bridge
+from aorm import _blocks, _operation, bridge
 from aorm.backends.base import native_aliases
 
 __all__ = [
     "ROUTED",
     "THREADED",
     "ReceiversInTheirBlocks",
-    "aiter_natively",
     "async_to_sync_call",
-    "manager_aall",
-    "queryset_aall",
-    "queryset_await",
     "route",
     "router_for",
     "sync_to_async_call",
@@ -211,7 +204,7 @@ def _router(native: Callable[[Any, Any], bool]) -> Callable[..., Any]:
             if target is None and args:
                 target = args[0]
             if native(target, kwargs.get("using") or _captured_using(func)):
-                return await _scope.run(func, *args, **kwargs)
+                return await _operation.run(func, *args, **kwargs)
             threaded = _threaded(func, thread_sensitive=thread_sensitive, executor=executor)
             return await threaded(*args, **kwargs)
 
@@ -243,16 +236,13 @@ def routed_modules() -> list[str]:
     return names
 
 
-_django_aiter = BaseIterable.__aiter__
-
-
 class ReceiversInTheirBlocks:
     """Django 6's ``_run_parallel``, each async receiver inside the sender's atomic blocks.
 
     Django 6 runs async receivers as concurrent tasks sharing one Context (so
     that what they set reaches the sender), where one receiver's
     ``async with atomic()`` would become its siblings' too. aorm keeps that
-    state per task (``aorm._scope``); each receiver starts in the blocks the
+    state per task (``aorm._operation``); each receiver starts in the blocks the
     sender is in, whatever a sibling opens meanwhile.
     """
 
@@ -265,52 +255,12 @@ class ReceiversInTheirBlocks:
             return await self.run_parallel(*(_blocks.in_blocks_of(blocks, c) for c in coroutines))
 
 
-def aiter_natively(self: BaseIterable) -> AsyncIterator[Any]:
-    if is_native(self.queryset):
-        return _native_chunks(self)
-    return _django_aiter(self)  # type: ignore[no-any-return]
-
-
-async def _native_chunks(iterable: BaseIterable) -> AsyncIterator[Any]:
-    scope = _scope.Scope()
-    rows = iter(iterable)
-    try:
-        while True:
-            chunk = await scope.run(lambda: list(islice(rows, iterable.chunk_size)))
-            for row in chunk:
-                yield row
-            if len(chunk) < iterable.chunk_size:
-                break
-    finally:
-        await scope.close(rows.close)  # type: ignore[attr-defined]
-
-
-async def _evaluate(queryset: QuerySet[Any] | RawQuerySet) -> list[Any]:
-    await route(queryset._fetch_all)()
-    return list(queryset._result_cache)  # type: ignore[arg-type]
-
-
-def queryset_await(self: QuerySet[Any] | RawQuerySet) -> Generator[Any, None, list[Any]]:
-    """``await queryset`` evaluates it, like ``list(queryset)``, and returns the list."""
-    return _evaluate(self).__await__()
-
-
-async def queryset_aall(self: QuerySet[Any]) -> list[Any]:
-    """``await queryset.aall()``: the rows of ``queryset.all()``, as a list."""
-    return await _evaluate(self.all())
-
-
-async def manager_aall(self: BaseManager[Any]) -> list[Any]:
-    """``await Model.objects.aall()``: every row of the manager's QuerySet, as a list."""
-    return await _evaluate(self.get_queryset())
-
-
 _django_async_to_sync_call = AsyncToSync.__call__
 
 
 def async_to_sync_call(self: AsyncToSync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     if bridge.in_bridge():
-        return _scope.await_(self.awaitable(*args, **kwargs))
+        return _operation.await_(self.awaitable(*args, **kwargs))
     return _django_async_to_sync_call(self, *args, **kwargs)
 
 
@@ -320,5 +270,5 @@ _django_sync_to_async_call = SyncToAsync.__call__
 async def sync_to_async_call(self: SyncToAsync[Any, Any], *args: Any, **kwargs: Any) -> Any:
     """Thread-sensitive sync code called inside an async transaction takes part in it."""
     if self._thread_sensitive and _blocks.in_async_transaction() and every_alias_native():
-        return await _scope.run(self.func, *args, **kwargs)
+        return await _operation.run(self.func, *args, **kwargs)
     return await _django_sync_to_async_call(self, *args, **kwargs)
