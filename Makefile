@@ -176,16 +176,19 @@ clean:
 	rm -rf $(VENV) $(VENV_NEXT) build dist src/*.egg-info
 	rm -f examples/school/school.sqlite3 examples/school/school.sqlite3-wal examples/school/school.sqlite3-shm
 
-# `make bench`: aorm against its peers on PostgreSQL (bench/README.md), in a
-# virtual environment of its own (bench/.venv: Python 3.12+ for Django 6.x and
-# django-async-backend). `make bench QUICK=1`: a smoke run of a few seconds.
+# `make bench`: aorm against its peers on PostgreSQL and MariaDB (bench/README.md),
+# in a virtual environment of its own (bench/.venv: Python 3.12+ for Django 6.x
+# and django-async-backend). `make bench QUICK=1`: a smoke run of a few seconds.
 # Contenders are installed one by one; one that fails is listed in
 # bench/.venv/install-failures.txt and reported as failed in the results.
+# MariaDB's: mysqlclient (stock Django; built against the client headers of
+# `mysql-client`) and asyncmy (aorm, Tortoise, SQLAlchemy).
 BENCH_PYTHON ?= $(or $(NEXT_PYTHON),$(PYTHON))
 BENCH_VENV := bench/.venv
-BENCH_CONTENDERS := asyncpg "django-async-backend[binary,pool]" "tortoise-orm[asyncpg]" "sqlalchemy[asyncio]"
+BENCH_CONTENDERS := asyncpg "django-async-backend[binary,pool]" "tortoise-orm[asyncpg,asyncmy]" \
+	"sqlalchemy[asyncio]" mysqlclient asyncmy
 
-$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt | mysql-client
 	rm -rf $(BENCH_VENV)
 	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
