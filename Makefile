@@ -56,8 +56,8 @@ mysql-tz:
 	fi
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples conformance bench
-	$(VENV)/bin/ruff format --check src tests examples conformance bench
+	$(VENV)/bin/ruff check src tests examples conformance bench support
+	$(VENV)/bin/ruff format --check src tests examples conformance bench support
 	$(VENV)/bin/mypy src
 
 test: lint $(VENV)/.installed bench-smoke wheel-check browser docs mysql-tz pgbouncer

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import django
-from tests.runner import reachable
+from support.services import unavailable as service_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".conformance"
@@ -227,16 +227,9 @@ def mysql_client_args() -> list[str]:
 
 def unavailable(database: str) -> str | None:
     """Why a database cannot be compared here, or None."""
-    address = server_address(database)
-    if address is not None and not reachable(*address):
-        return f"not reachable at {address[0]}:{address[1]}"
-    if database == "mysql":
-        import importlib.util
-
-        missing = [m for m in ("MySQLdb", "asyncmy") if importlib.util.find_spec(m) is None]
-        if missing:
-            return f"{', '.join(missing)} not installed (the `mysql` extra)"
-    return None
+    if database == "sqlite":
+        return None
+    return service_unavailable(database, server_address(database))
 
 
 def run_flavour(

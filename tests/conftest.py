@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +54,9 @@ class SqlLog:
         self.statements.clear()
 
 
-@pytest.fixture
-def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
+@contextmanager
+def recording_sql() -> Iterator[SqlLog]:
+    """Record every statement run through Django's cursors while the block runs."""
     log = SqlLog()
     original = backend_utils.CursorWrapper._execute_with_wrappers
 
@@ -62,8 +64,17 @@ def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
         log.statements.append((self.db.alias, str(sql), threading.get_ident()))
         return original(self, sql, params, many, executor)
 
-    monkeypatch.setattr(backend_utils.CursorWrapper, "_execute_with_wrappers", recording)
-    yield log
+    backend_utils.CursorWrapper._execute_with_wrappers = recording  # type: ignore[method-assign]
+    try:
+        yield log
+    finally:
+        backend_utils.CursorWrapper._execute_with_wrappers = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def sql_log() -> Iterator[SqlLog]:
+    with recording_sql() as log:
+        yield log
 
 
 @pytest.fixture(autouse=True)

@@ -7,35 +7,16 @@ skip, and so is a MySQL driver that did not install.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import django
+from support.services import SERVERS, unavailable
 
-# Database -> server address to check first (None: no server, always run).
-SERVERS: dict[str, tuple[str, int] | None] = {
-    "postgresql": ("127.0.0.1", 5432),
-    "sqlite": None,
-    "mysql": ("127.0.0.1", 3306),
-}
 # Databases whose absence fails a CI run.
 REQUIRED_IN_CI = {"postgresql", "mysql"}
-# Database -> (modules, what installs them): drivers that may be missing.
-DRIVERS = {
-    "mysql": (("MySQLdb", "asyncmy"), "the `mysql` extra; mysqlclient needs libmariadb-dev"),
-}
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def main() -> int:
@@ -44,17 +25,10 @@ def main() -> int:
     prefix = f"[{label}: {python}, Django {django.get_version()}]"
     failed = False
     totals = {"passed": 0, "failed": 0}
-    for database, address in SERVERS.items():
-        if address is not None and not reachable(*address):
-            host, port = address
-            print(f"{prefix} {database}: not reachable at {host}:{port}, skipped", flush=True)
-            failed |= os.environ.get("CI") == "true" and database in REQUIRED_IN_CI
-            continue
-        modules, installer = DRIVERS.get(database, ((), ""))
-        missing = [name for name in modules if importlib.util.find_spec(name) is None]
-        if missing:
-            names = ", ".join(missing)
-            print(f"{prefix} {database}: {names} not installed ({installer}), skipped")
+    for database in SERVERS:
+        reason = unavailable(database)
+        if reason is not None:
+            print(f"{prefix} {database}: {reason}, skipped", flush=True)
             failed |= os.environ.get("CI") == "true" and database in REQUIRED_IN_CI
             continue
         env = {**os.environ, "AORM_TEST_DATABASE": database}

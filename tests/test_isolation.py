@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -21,6 +20,7 @@ from django.test import AsyncClient, TestCase, TransactionTestCase
 
 import aorm
 from tests.app.models import Author, Student
+from tests.conftest import recording_sql
 from tests.server import ROOT
 
 
@@ -58,21 +58,9 @@ class AsyncWritesInTestCase(TestCase):
         self.assertEqual(Author.objects.get().name, "fixture")
 
     async def test_the_sql_runs_on_the_event_loop_thread(self) -> None:
-        from django.db.backends import utils
-
-        threads: set[int] = set()
-        original = utils.CursorWrapper._execute_with_wrappers
-
-        def record(self: Any, *args: Any, **kwargs: Any) -> Any:
-            threads.add(threading.get_ident())
-            return original(self, *args, **kwargs)
-
-        utils.CursorWrapper._execute_with_wrappers = record  # type: ignore[method-assign]
-        try:
+        with recording_sql() as log:
             await Student.objects.acount()
-        finally:
-            utils.CursorWrapper._execute_with_wrappers = original  # type: ignore[method-assign]
-        self.assertEqual(threads, {threading.get_ident()})
+        self.assertEqual(log.threads(), {threading.get_ident()})
 
     async def test_assert_num_queries_counts_async_queries(self) -> None:
         with self.assertNumQueries(2):

@@ -19,7 +19,6 @@ import itertools
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+
+from support.services import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,12 +174,6 @@ def tutorial_answers(page: str) -> dict[str, object]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -225,15 +220,7 @@ def follow_tutorial(venv: Path, where: Path) -> str:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:  # bounded: the server listens, or dies, or the deadline passes
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("wheel-check: the tutorial's uvicorn did not start") from None
-                time.sleep(0.05)
+        wait_for_port(port, server, seconds=60)
         answers = tutorial_answers(page)
         for path, expected in answers.items():
             status, body = get(f"http://127.0.0.1:{port}{path}")
