@@ -7,6 +7,7 @@ tables are flushed after each test (see ``native_db``).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,23 @@ async def server_sessions(condition: str = "TRUE") -> int:
             return int(cursor.fetchone()[0])
 
     return await sync_to_async(count)()
+
+
+async def until_server_sessions(condition: str, count: int, seconds: float = 10) -> None:
+    """Wait until ``count`` sessions match ``condition``; fail after ``seconds``."""
+    async with asyncio.timeout(seconds):
+        while await server_sessions(condition) < count:
+            await asyncio.sleep(0.01)
+
+
+async def stock_sql(sql: str) -> None:
+    """Run ``sql`` on the suite's stock-backend connection (Django's own, in its thread)."""
+
+    def execute() -> None:
+        with connections["stock"].cursor() as cursor:
+            cursor.execute(sql)
+
+    await sync_to_async(execute)()
 
 
 @dataclass

@@ -13,7 +13,12 @@ from django.db.models.signals import post_save
 
 import aorm
 from tests.app.models import Author, Book, Student
-from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions
+from tests.conftest import (
+    ALL_DATABASES,
+    postgresql_only,
+    server_sessions,
+    until_server_sessions,
+)
 
 pytestmark = ALL_DATABASES
 
@@ -119,7 +124,7 @@ async def test_cancelled_query_leaves_no_connection_behind() -> None:
             cursor.execute("SELECT pg_sleep(5)")
 
     task = asyncio.create_task(aorm.run(slow))
-    await asyncio.sleep(0.3)
+    await until_server_sessions("query LIKE 'SELECT pg_sleep(5)%%' AND state = 'active'", 1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -15,7 +15,13 @@ from django.test import AsyncClient, override_settings
 
 import aorm
 from tests.app.models import Author, Student
-from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions
+from tests.conftest import (
+    ALL_DATABASES,
+    postgresql_only,
+    server_sessions,
+    stock_sql,
+    until_server_sessions,
+)
 
 pytestmark = ALL_DATABASES
 
@@ -311,16 +317,21 @@ async def test_cancelled_block_rolls_back_and_releases() -> None:
         assert await server_sessions("state LIKE 'idle in transaction%%'") == 0
 
 
-@postgresql_only("pg_sleep")
+@postgresql_only("advisory locks and pg_stat_activity")
 async def test_gather_outside_a_transaction_runs_in_parallel() -> None:
-    def sleep() -> None:
+    def wait_for_the_lock() -> None:
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(0.3)")
+            cursor.execute("SELECT pg_advisory_lock_shared(4242)")
+            cursor.execute("SELECT pg_advisory_unlock_shared(4242)")
 
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    await asyncio.gather(*(aorm.run(sleep) for _ in range(6)))
-    assert loop.time() - start < 1.5  # one after the other would take 1.8 s
+    await stock_sql("SELECT pg_advisory_lock(4242)")
+    try:
+        tasks = asyncio.gather(*(aorm.run(wait_for_the_lock) for _ in range(6)))
+        # All six wait on the server at once: each operation has a connection of its own.
+        await until_server_sessions("wait_event_type = 'Lock' AND query LIKE '%%4242%%'", 6)
+    finally:
+        await stock_sql("SELECT pg_advisory_unlock(4242)")
+    await tasks
 
 
 @override_settings(ROOT_URLCONF="tests.app.urls")
