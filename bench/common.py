@@ -15,6 +15,10 @@ HOST = os.environ.get("BENCH_PGHOST", "127.0.0.1")
 PORT = int(os.environ.get("BENCH_PGPORT", "5432"))
 USER = os.environ.get("BENCH_PGUSER", "postgres")
 DBNAME = os.environ.get("BENCH_DB", "aorm_bench")
+# The MariaDB (or MySQL) server of the MariaDB table: the database of the same name.
+MYSQL_HOST = os.environ.get("BENCH_MYSQL_HOST", "127.0.0.1")
+MYSQL_PORT = int(os.environ.get("BENCH_MYSQL_PORT", "3306"))
+MYSQL_USER = os.environ.get("BENCH_MYSQL_USER", "root")
 
 # Every contender that pools gets a pool of this size (min = max: no
 # connection is opened inside a timed section, after the warm-up).
@@ -54,12 +58,31 @@ END $$;
 """
 
 
+# The same table and wait function on MariaDB (INSERT ... RETURNING: MariaDB 10.5+).
+MYSQL_SCHEMA = [
+    f"""CREATE TABLE {TABLE} (
+        id bigint AUTO_INCREMENT PRIMARY KEY,
+        name varchar(100) NOT NULL,
+        age integer NOT NULL
+    ) ENGINE=InnoDB""",
+    """CREATE FUNCTION bench_wait() RETURNS boolean NOT DETERMINISTIC NO SQL
+    BEGIN
+        DO SLEEP(0.002);
+        RETURN true;
+    END""",
+]
+
+
 def dsn(dbname: str = DBNAME) -> str:
     return f"host={HOST} port={PORT} user={USER} dbname={dbname}"
 
 
 def asyncpg_url(scheme: str = "postgresql") -> str:
     return f"{scheme}://{USER}@{HOST}:{PORT}/{DBNAME}"
+
+
+def mysql_url(scheme: str) -> str:
+    return f"{scheme}://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{DBNAME}"
 
 
 @dataclass(frozen=True)
@@ -140,11 +163,25 @@ SQLITE_FILE = os.environ.get(
 )
 
 
+# The MariaDB table: workloads A-E on the same table in a MariaDB database,
+# stock Django (mysqlclient), aorm, Tortoise and SQLAlchemy (all three on
+# asyncmy), in the same rounds as the PostgreSQL contenders. Every pool is
+# POOL_SIZE; Django's mysql backend has no pool (a connection per request).
+MYSQL_CONTENDERS = ["django-stock-mysql", "aorm-mysql", "tortoise-mysql", "sqlalchemy-mysql"]
+MYSQL_REFERENCE = "django-stock-mysql"
+
+
 def is_sqlite(name: str) -> bool:
     return name in SQLITE_CONTENDERS
 
 
+def is_mysql(name: str) -> bool:
+    return name in MYSQL_CONTENDERS
+
+
 def reference_of(name: str) -> str:
+    if is_mysql(name):
+        return MYSQL_REFERENCE
     return SQLITE_REFERENCE if is_sqlite(name) else REFERENCE
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 
@@ -87,3 +89,53 @@ def sqlite_drop() -> None:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(common.SQLITE_FILE + suffix)
+
+
+# The MariaDB table: the same table and wait function in a MariaDB (or MySQL)
+# database, through mysqlclient, the driver of stock Django's contender.
+
+
+@contextlib.contextmanager
+def _mysql(dbname: str | None = common.DBNAME) -> Iterator[Any]:
+    import MySQLdb
+
+    params = {"host": common.MYSQL_HOST, "port": common.MYSQL_PORT, "user": common.MYSQL_USER}
+    conn = MySQLdb.connect(**params, **({"database": dbname} if dbname else {}), autocommit=True)
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()
+
+
+def mysql_server_version() -> str:
+    with _mysql(None) as cursor:
+        cursor.execute("SELECT VERSION()")
+        return str(cursor.fetchone()[0])
+
+
+def mysql_create(rows: int) -> None:
+    """(Re)create ``common.DBNAME`` on MariaDB with ``rows`` students and the wait function."""
+    with _mysql(None) as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {common.DBNAME}")
+        cursor.execute(f"CREATE DATABASE {common.DBNAME} CHARACTER SET utf8mb4")
+    with _mysql() as cursor:
+        for statement in common.MYSQL_SCHEMA:
+            cursor.execute(statement)
+        cursor.executemany(
+            f"INSERT INTO {common.TABLE} (name, age) VALUES (%s, %s)",
+            [(f"student-{i}", 18 + i % 12) for i in range(1, rows + 1)],
+        )
+        cursor.execute(f"ANALYZE TABLE {common.TABLE}")
+        cursor.fetchall()
+
+
+def mysql_reset(rows: int) -> None:
+    with _mysql() as cursor:
+        cursor.execute(f"DELETE FROM {common.TABLE} WHERE id > %s", (rows,))
+        cursor.execute(f"ANALYZE TABLE {common.TABLE}")
+        cursor.fetchall()
+
+
+def mysql_drop() -> None:
+    with _mysql(None) as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {common.DBNAME}")

@@ -17,15 +17,23 @@ LABELS = {
     "sqlalchemy": "SQLAlchemy 2 asyncio (asyncpg)",
     "django-stock-sqlite": "Django stock async, SQLite",
     "aorm-sqlite": "**aorm, SQLite**",
+    "django-stock-mysql": "Django stock async, MariaDB (mysqlclient)",
+    "aorm-mysql": "**aorm, MariaDB (asyncmy)**",
+    "tortoise-mysql": "Tortoise ORM, MariaDB (asyncmy)",
+    "sqlalchemy-mysql": "SQLAlchemy 2 asyncio, MariaDB (asyncmy)",
 }
 
 
 def _postgresql(contenders: list[str]) -> list[str]:
-    return [name for name in contenders if not common.is_sqlite(name)]
+    return [n for n in contenders if not common.is_sqlite(n) and not common.is_mysql(n)]
 
 
 def _sqlite(contenders: list[str]) -> list[str]:
     return [name for name in contenders if common.is_sqlite(name)]
+
+
+def _mysql(contenders: list[str]) -> list[str]:
+    return [name for name in contenders if common.is_mysql(name)]
 
 
 def _n(value: float) -> str:
@@ -170,6 +178,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"- Pools: {meta['pool_size']} connections (min = max) for every contender on PostgreSQL "
         "(F0: no pool option); SQLite: no OPTIONS for either backend",
         f"- SQLite {meta.get('sqlite', '?')}",
+        (
+            f"- MariaDB {meta['mysql']}, loopback TCP; mysqlclient {v['mysqlclient']}, asyncmy "
+            f"{v['asyncmy']}; pools of {meta['pool_size']} (min = max) for aorm, Tortoise and "
+            "SQLAlchemy; Django's mysql backend has none (a connection per simulated request)"
+            if _mysql(results["contenders"])
+            else f"- MariaDB: {meta.get('mysql', 'not run')}"
+        ),
         f"- A-E: {sizes['rows']:,} rows; {rounds} interleaved round(s), contender order rotated each round, "
         f"each contender in a fresh process; {sizes['request_ops']} operations per simulated request; "
         f"A {sizes['a_ops']:,} gets, B and E {sizes['b_tasks']} tasks x {sizes['request_ops']} gets, "
@@ -182,6 +197,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"- **Failed to install:** {', '.join(meta['install_failures'])}")
     notes: list[str] = []
     postgresql, sqlite = _postgresql(results["contenders"]), _sqlite(results["contenders"])
+    mysql = _mysql(results["contenders"])
     if postgresql:
         lines += _micro_tables(results, postgresql, titles, notes)
     if sqlite:
@@ -192,6 +208,15 @@ def markdown(results: dict[str, Any]) -> str:
             notes,
             heading="SQLite, workloads A, B, D",
             reference="stock Django async on SQLite",
+        )
+    if mysql:
+        lines += _micro_tables(
+            results,
+            mysql,
+            titles,
+            notes,
+            heading="MariaDB, workloads A-E",
+            reference="stock Django async on MariaDB",
         )
     web = results.get("web_summary") or {}
     for workload in common.WEB_WORKLOADS:
@@ -224,11 +249,16 @@ def chart(results: dict[str, Any], path: Path) -> None:
     summary, sizes = results["summary"], results["sizes"]
     contenders = _postgresql(results["contenders"])
     sqlite = _sqlite(results["contenders"])
+    mysql = _mysql(results["contenders"])
     titles = _workload_titles(sizes) if contenders else {}
     every = common.CONTENDERS + common.SQLITE_CONTENDERS
     colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(every)}
+    # On MariaDB, each library in its PostgreSQL colour.
+    colours.update(
+        {name: colours[name.removesuffix("-mysql")] for name in common.MYSQL_CONTENDERS}
+    )
     web = results.get("web_summary") or {}
-    panels = len(titles) + (1 if sqlite else 0) + len(web)
+    panels = len(titles) + (1 if sqlite else 0) + (1 if mysql else 0) + len(web)
     columns = 3
     rows = (panels + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(16, 5 * rows), squeeze=False)
@@ -274,6 +304,18 @@ def chart(results: dict[str, Any], path: Path) -> None:
                 colors.append(colours[name])
         bars(ax, labels, entries, colors)
         ax.set_title("SQLite: A, B, D (stock Django vs aorm)", fontsize=10)
+        ax.set_ylabel("operations/s (median, min-max)")
+    if mysql:
+        ax = flat[panel]
+        panel += 1
+        labels, entries, colors = [], [], []
+        for key in common.WORKLOADS:
+            for name in mysql:
+                labels.append(f"{key}: {name.removesuffix('-mysql')}")
+                entries.append(summary[name].get(key, {}).get("ops_per_s"))
+                colors.append(colours[name])
+        bars(ax, labels, entries, colors)
+        ax.set_title(f"MariaDB: A-E, pools of {results['meta']['pool_size']}", fontsize=10)
         ax.set_ylabel("operations/s (median, min-max)")
     for workload in common.WEB_WORKLOADS:
         if workload not in web:

@@ -1,13 +1,17 @@
-"""aorm against every peer, on one PostgreSQL database: ``make bench`` runs this.
+"""aorm against every peer, on PostgreSQL, SQLite and MariaDB: ``make bench`` runs this.
 
-    python -m bench.run [--quick] [--out DIR] [--only a,b] [--no-web] [--no-sqlite] [--keep-db]
+    python -m bench.run [--quick] [--out DIR] [--only a,b] [--no-web] [--no-sqlite]
+                        [--no-mysql] [--keep-db]
 
 1. Creates the database ``aorm_bench`` (dropped at the end), seeds 10,000
-   students; the same in a SQLite file for the SQLite column.
+   students; the same in a SQLite file for the SQLite column, and in a
+   MariaDB database of the same name for the MariaDB table (skipped, and
+   said so, when no MariaDB server answers).
 2. Workloads A-E: in each round, every contender runs in a fresh subprocess
    (``bench/worker.py``), one after the other, the order rotated by one each
    round; the table is reset between contenders (rows created by D removed).
-   Stock Django and aorm on SQLite run A, B and D in the same rounds.
+   Stock Django and aorm on SQLite run A, B and D in the same rounds; stock
+   Django, aorm, Tortoise and SQLAlchemy on MariaDB run A-E in them too.
 3. Workloads F and F0: the seeds' views under uvicorn, aorm and stock Django,
    with a pool of 10 for both (F) and with no pool option (F0), loaded at a
    fixed concurrency by ``bench/load.py``, in rounds as well.
@@ -103,6 +107,8 @@ def run_micro(contenders: list[str], sizes: common.Sizes) -> list[dict[str, Any]
         for name in order:
             if common.is_sqlite(name):
                 db.sqlite_reset(sizes.rows)
+            elif common.is_mysql(name):
+                db.mysql_reset(sizes.rows)
             else:
                 db.reset(sizes.rows)
             started = time.perf_counter()
@@ -365,11 +371,25 @@ def package_versions() -> dict[str, str]:
     found = {}
     for name in ["Django", "django-aorm", "greenlet", "psycopg", "psycopg-binary", "psycopg-pool",
                  "asyncpg", "django-async-backend", "tortoise-orm", "SQLAlchemy", "asgiref",
-                 "uvicorn", "httptools"]:  # fmt: skip
+                 "uvicorn", "httptools", "mysqlclient", "asyncmy"]:  # fmt: skip
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
+    return found
+
+
+def mysql_server(contenders: list[str]) -> str:
+    """MariaDB's version and address, or why its contenders are left out of this run."""
+    where = f"{common.MYSQL_HOST}:{common.MYSQL_PORT}"
+    if not any(common.is_mysql(name) for name in contenders):
+        return "not run"
+    try:
+        found = f"{db.mysql_server_version()} at {where}, database {common.DBNAME}"
+    except Exception as exc:
+        log(f"MariaDB not reachable at {where}, its table is skipped: {exc}")
+        return f"not reachable at {where} ({type(exc).__name__}: {exc})"[:300]
+    log(f"MariaDB {found}")
     return found
 
 
@@ -383,14 +403,20 @@ def main() -> int:
     parser.add_argument("--no-web", action="store_true", help="skip workloads F and F0")
     parser.add_argument("--web-only", action="store_true", help="only workloads F and F0")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite column")
+    parser.add_argument("--no-mysql", action="store_true", help="skip the MariaDB table")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database")
     args = parser.parse_args()
 
     sizes = common.QUICK if args.quick else common.FULL
     out = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
-    every = common.CONTENDERS + ([] if args.no_sqlite else common.SQLITE_CONTENDERS)
+    every = (
+        common.CONTENDERS
+        + ([] if args.no_sqlite else common.SQLITE_CONTENDERS)
+        + ([] if args.no_mysql else common.MYSQL_CONTENDERS)
+    )
     contenders = args.only.split(",") if args.only else every
-    unknown = set(contenders) - set(common.CONTENDERS) - set(common.SQLITE_CONTENDERS)
+    known = common.CONTENDERS + common.SQLITE_CONTENDERS + common.MYSQL_CONTENDERS
+    unknown = set(contenders) - set(known)
     if unknown:
         parser.error(f"unknown contenders: {', '.join(sorted(unknown))}")
 
@@ -400,6 +426,9 @@ def main() -> int:
     except Exception as exc:
         log(f"PostgreSQL not reachable at {common.HOST}:{common.PORT}: {exc}")
         return 2
+    mysql = mysql_server(contenders)
+    if mysql.startswith("not reachable"):
+        contenders = [name for name in contenders if not common.is_mysql(name)]
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "mode": "quick" if args.quick else "full",
@@ -408,6 +437,7 @@ def main() -> int:
         "database": f"{common.DBNAME} at {common.HOST}:{common.PORT}",
         "pool_size": common.POOL_SIZE,
         "sqlite": f"{sqlite3.sqlite_version}, file {common.SQLITE_FILE} (WAL)",
+        "mysql": mysql,
         "uvicorn_http": HTTP_IMPLEMENTATION,
         "versions": package_versions(),
         "install_failures": INSTALL_FAILURES.read_text().split()
@@ -418,6 +448,9 @@ def main() -> int:
     db.create(sizes.rows)
     if any(common.is_sqlite(name) for name in contenders):
         db.sqlite_create(sizes.rows)
+    on_mysql = any(common.is_mysql(name) for name in contenders)
+    if on_mysql:
+        db.mysql_create(sizes.rows)
     try:
         micro = [] if args.web_only else run_micro(contenders, sizes)
         web = [] if args.no_web else run_web(sizes)
@@ -425,6 +458,8 @@ def main() -> int:
         if not args.keep_db:
             db.drop()
             db.sqlite_drop()
+            if on_mysql:
+                db.mysql_drop()
     meta["load_average_at_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     meta["seconds"] = round(time.perf_counter() - started, 1)
     results = {

@@ -26,6 +26,10 @@ MODULES: dict[str, tuple[str, dict[str, Any]]] = {
         {"mode": "stock", "database": "sqlite"},
     ),
     "aorm-sqlite": ("bench.contenders.django_orm", {"mode": "aorm", "database": "sqlite"}),
+    "django-stock-mysql": ("bench.contenders.django_orm", {"mode": "stock", "database": "mysql"}),
+    "aorm-mysql": ("bench.contenders.django_orm", {"mode": "aorm", "database": "mysql"}),
+    "tortoise-mysql": ("bench.contenders.tortoise_orm", {"database": "mysql"}),
+    "sqlalchemy-mysql": ("bench.contenders.sqlalchemy_orm", {"database": "mysql"}),
 }
 
 

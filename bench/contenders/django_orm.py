@@ -10,6 +10,10 @@
 - ``stock`` and ``aorm`` with ``database="sqlite"``: the same on the SQLite
   file ``common.SQLITE_FILE``, Django's default settings for both (workloads
   A, B and D).
+- ``stock`` and ``aorm`` with ``database="mysql"``: the same on MariaDB:
+  ``django.db.backends.mysql`` on mysqlclient (Django has no pool for MySQL:
+  a connection per request, opened in the request's thread) and
+  ``aorm.backends.mysql`` on asyncmy with its pool of POOL_SIZE.
 - ``dab``: django-async-backend, its own API (``Model.async_objects``), its
   psycopg ``AsyncConnectionPool``; a request is an ``async_new_connection()``
   scope (what its README prescribes for concurrent tasks: each gets its own
@@ -31,8 +35,11 @@ class Contender:
         self.mode = mode
         self.database = database
         os.environ["BENCH_DJANGO"] = mode
-        os.environ["BENCH_DATABASE"] = database
-        os.environ["DJANGO_SETTINGS_MODULE"] = "bench.djsettings"
+        if database == "mysql":
+            os.environ["DJANGO_SETTINGS_MODULE"] = "bench.contenders.mysql_settings"
+        else:
+            os.environ["BENCH_DATABASE"] = database
+            os.environ["DJANGO_SETTINGS_MODULE"] = "bench.djsettings"
         import django
 
         django.setup()
@@ -51,6 +58,11 @@ class Contender:
         }[mode]
         if database == "sqlite":
             self.description = self.description.replace("postgresql", "sqlite3") + ", SQLite file"
+        elif database == "mysql":
+            driver = "mysqlclient" if mode == "stock" else "asyncmy"
+            self.description = (
+                self.description.replace("postgresql", "mysql") + f", MariaDB, {driver}"
+            )
 
     async def setup(self) -> None:
         pass
@@ -105,12 +117,17 @@ class Contender:
         from importlib.metadata import version
 
         import django
+
+        found = {"Django": django.__version__}
+        if self.database == "mysql":
+            found["mysqlclient"] = version("mysqlclient")
+            if self.mode == "aorm":
+                found["django-aorm"] = version("django-aorm")
+                found["asyncmy"] = version("asyncmy")
+            return found
         import psycopg
 
-        found = {
-            "Django": django.__version__,
-            "psycopg": f"{psycopg.__version__} ({psycopg.pq.__impl__})",
-        }
+        found["psycopg"] = f"{psycopg.__version__} ({psycopg.pq.__impl__})"
         if self.database == "sqlite":
             import sqlite3
 

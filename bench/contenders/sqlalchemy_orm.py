@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 asyncio ORM on asyncpg: a session per request, its QueuePool of POOL_SIZE.
+"""SQLAlchemy 2 asyncio ORM on asyncpg, or on asyncmy on MariaDB: a session per request,
+its QueuePool of POOL_SIZE.
 
 Gets and lists are ``select()`` statements (``session.get()`` could answer
 from the identity map without a query); a create is ``add`` + ``commit``.
@@ -31,11 +32,20 @@ class Student(Base):
 
 
 class Contender:
-    description = "SQLAlchemy 2 AsyncSession, asyncpg"
+    def __init__(self, database: str = "postgresql") -> None:
+        self.driver = "asyncmy" if database == "mysql" else "asyncpg"
+        self.url = (
+            common.mysql_url("mysql+asyncmy")
+            if database == "mysql"
+            else common.asyncpg_url("postgresql+asyncpg")
+        )
+        self.description = f"SQLAlchemy 2 AsyncSession, {self.driver}" + (
+            ", MariaDB" if database == "mysql" else ""
+        )
 
     async def setup(self) -> None:
         self.engine = create_async_engine(
-            common.asyncpg_url("postgresql+asyncpg"),
+            self.url,
             pool_size=common.POOL_SIZE,
             max_overflow=0,
         )
@@ -70,4 +80,4 @@ class Contender:
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
 
-        return {"SQLAlchemy": version("sqlalchemy"), "asyncpg": version("asyncpg")}
+        return {"SQLAlchemy": version("sqlalchemy"), self.driver: version(self.driver)}

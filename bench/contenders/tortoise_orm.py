@@ -1,4 +1,5 @@
-"""Tortoise ORM on asyncpg (its default PostgreSQL client), its pool of POOL_SIZE."""
+"""Tortoise ORM, its pool of POOL_SIZE: on asyncpg (its default PostgreSQL client) or on
+MariaDB with asyncmy (its MySQL client's first choice)."""
 
 from __future__ import annotations
 
@@ -23,18 +24,31 @@ class Student(Model):
 
 
 class Contender:
-    description = "Tortoise ORM, asyncpg client"
+    def __init__(self, database: str = "postgresql") -> None:
+        self.database = database
+        self.driver = "asyncmy" if database == "mysql" else "asyncpg"
+        self.description = (
+            "Tortoise ORM, asyncmy client, MariaDB"
+            if database == "mysql"
+            else "Tortoise ORM, asyncpg client"
+        )
 
     async def setup(self) -> None:
+        if self.database == "mysql":
+            engine = "tortoise.backends.mysql"
+            host, port, user = common.MYSQL_HOST, common.MYSQL_PORT, common.MYSQL_USER
+        else:
+            engine = "tortoise.backends.asyncpg"
+            host, port, user = common.HOST, common.PORT, common.USER
         await Tortoise.init(
             config={
                 "connections": {
                     "default": {
-                        "engine": "tortoise.backends.asyncpg",
+                        "engine": engine,
                         "credentials": {
-                            "host": common.HOST,
-                            "port": common.PORT,
-                            "user": common.USER,
+                            "host": host,
+                            "port": port,
+                            "user": user,
                             "password": "",
                             "database": common.DBNAME,
                             "minsize": common.POOL_SIZE,
@@ -68,4 +82,4 @@ class Contender:
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version
 
-        return {"tortoise-orm": version("tortoise-orm"), "asyncpg": version("asyncpg")}
+        return {"tortoise-orm": version("tortoise-orm"), self.driver: version(self.driver)}
