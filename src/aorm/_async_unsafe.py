@@ -26,7 +26,7 @@ _LIBRARY_DIRS = (
 _QUERYSET_METHODS = {
     "get", "create", "get_or_create", "update_or_create", "bulk_create", "bulk_update",
     "count", "in_bulk", "latest", "earliest", "first", "last", "aggregate", "exists",
-    "contains", "update", "delete", "explain", "iterator",
+    "contains", "update", "delete", "explain",
 }  # fmt: skip
 _EVALUATION = {"__iter__", "__len__", "__bool__", "__getitem__", "_fetch_all", "__repr__"}
 _MODEL_METHODS = {"save", "delete", "refresh_from_db"}
@@ -41,6 +41,11 @@ def _suggestion(frame: FrameType) -> str | None:
     code = frame.f_code
     owner, _, name = getattr(code, "co_qualname", code.co_name).rpartition(".")
     if owner.endswith("QuerySet"):
+        if name in {"iterator", "_iterator"}:  # the generator's own frame is _iterator
+            return (
+                "QuerySet.iterator() queries the database: use "
+                "`async for obj in queryset.aiterator(...)`"
+            )
         if name in _QUERYSET_METHODS:
             return f"QuerySet.{name}() queries the database: use `await queryset.a{name}(...)`"
         if name in _EVALUATION:

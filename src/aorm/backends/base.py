@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import weakref
 from contextvars import ContextVar
 from typing import Any
@@ -86,10 +87,14 @@ def _call_guarded(self: Any, name: str, args: Any, kwargs: Any) -> Any:
         and self.connection is None
         and loop_running()
         and not in_bridge()
+        and sys._getframe(2).f_code.co_qualname == "CaptureQueriesContext.__enter__"
     ):
         # Async code's own wrapper (``connection`` outside any operation) never
-        # connects: each operation uses a wrapper of its own (aorm._operation). Django's
-        # CaptureQueriesContext calls this on entering; there is nothing to ensure.
+        # connects: each operation uses a wrapper of its own (aorm._operation).
+        # Django's CaptureQueriesContext (assertNumQueries) calls this on entering,
+        # to keep connection set-up out of the count: there is nothing to set up.
+        # Any other caller (set_autocommit(), a sync atomic block in async code)
+        # gets Django's guard, as on Django's own backend.
         return None
     if in_bridge() or (name == "ensure_connection" and self.connection is not None):
         # In the bridge, I/O is native; a connected wrapper's ensure_connection()
