@@ -57,7 +57,9 @@ TZ_TABLES = (
 STOCK, NATIVE = "tz_stock", "tz_aorm"  # Django's backend and aorm's, on the server of the module
 
 pytestmark = [
-    pytest.mark.skipif(settings.DATABASE != "mysql", reason="MySQL tests (AORM_TEST_DATABASE)"),
+    pytest.mark.skipif(
+        settings.DATABASE != "mysql", reason="MySQL tests: AORM_TEST_DATABASE=mysql"
+    ),
     pytest.mark.skipif(
         importlib.util.find_spec("MySQLdb") is None or importlib.util.find_spec("asyncmy") is None,
         reason="mysqlclient or asyncmy not installed (pip install -e '.[mysql]')",
@@ -70,7 +72,7 @@ pytestmark = [
 ]
 
 
-class Visit(models.Model):
+class TzVisit(models.Model):
     at = models.DateTimeField()
 
     class Meta:
@@ -143,11 +145,9 @@ def server(
         _client(socket, load)
         with _aliases(socket), django_db_blocker.unblock():
             with connections[STOCK].schema_editor() as editor:
-                editor.create_model(Visit)
-            Visit.objects.using(STOCK).create(at=AT)
-            connections[STOCK].close()
+                editor.create_model(TzVisit)
+            TzVisit.objects.using(STOCK).create(at=AT)
             yield with_tables
-            connections[STOCK].close()
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -198,7 +198,7 @@ def _forget(aliases: dict[str, Any]) -> None:
 
 def _outcome(alias: str, fn: Callable[[Any], Any]) -> Any:
     try:
-        return ("returned", fn(Visit.objects.using(alias)))
+        return ("returned", fn(TzVisit.objects.using(alias)))
     except Exception as exc:
         return ("raised", type(exc), exc.args)
 
