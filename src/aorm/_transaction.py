@@ -27,10 +27,10 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.core.handlers.base import BaseHandler
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
@@ -48,14 +48,11 @@ __all__ = [
     "aset_rollback",
     "atomic_call",
     "make_view_atomic",
-    "sync_callback",
 ]
 
 logger = logging.getLogger("aorm")
 
 T = TypeVar("T")
-
-_background: set[asyncio.Task[Any]] = set()
 
 
 async def _shielded(awaitable: Awaitable[T]) -> T:
@@ -168,25 +165,6 @@ def atomic_call(self: Atomic, func: Callable[..., Any]) -> Callable[..., Any]:
             return await func(*args, **kwargs)
 
     return in_transaction
-
-
-def sync_callback(func: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], object]:
-    """A coroutine function as a callable that Django's sync hooks can call."""
-
-    @functools.wraps(func)
-    def call() -> object:
-        if bridge.in_bridge():
-            return _operation.await_(func())
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return async_to_sync(func)()
-        task = loop.create_task(func())  # outside a transaction: runs now, on the loop
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        return None
-
-    return call
 
 
 _django_make_view_atomic = BaseHandler.make_view_atomic

@@ -23,13 +23,15 @@ a sync caller's transaction can find it (``sync_transactions``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import sys
 import weakref
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, async_to_sync
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
 from django.db import connections
@@ -117,6 +119,35 @@ def running_loop_unless_lifted() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
 
 
+# Coroutine on_commit callbacks run outside any transaction: kept until they end.
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _sync_callback(func: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], object]:
+    """A coroutine function as a callable that Django's on_commit machinery can call.
+
+    In the bridge (a commit made by an operation), ``async_to_sync`` is aorm's:
+    the coroutine runs as the task's own async code (``aorm._operation.await_``).
+    Outside any transaction in async code, it is started as a task, at once.
+    """
+
+    @functools.wraps(func)
+    def call() -> object:
+        if not in_bridge():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                task = loop.create_task(func())  # type: ignore[arg-type]
+                _background.add(task)
+                task.add_done_callback(_background.discard)
+                return None
+        return async_to_sync(func)()
+
+    return call
+
+
 def _let_bridge_through(name: str) -> Any:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return _call_guarded(self, name, args, kwargs)
@@ -162,9 +193,7 @@ class BridgedDatabaseWrapper:
 
     def on_commit(self, func: Any, robust: bool = False) -> None:
         if inspect.iscoroutinefunction(func):
-            from aorm._transaction import sync_callback
-
-            func = sync_callback(func)
+            func = _sync_callback(func)
         super().on_commit(func, robust)  # type: ignore[misc]
 
     def get_autocommit(self) -> bool:
