@@ -75,8 +75,8 @@ LAYERS = [
     ("asyncio event loop", lambda p: "/asyncio/" in p),
     ("psycopg (driver, incl. libpq)", lambda p: "/psycopg/" in p or "/psycopg_binary/" in p),
     (
-        "aorm adapter + pool (backends/, _pool.py)",
-        lambda p: "/aorm/backends/" in p or p.endswith("/aorm/_pool.py"),
+        "aorm adapter + pool (backends/, _pool.py, _waiters.py)",
+        lambda p: "/aorm/backends/" in p or p.endswith(("/aorm/_pool.py", "/aorm/_waiters.py")),
     ),
     (
         "aorm bridge + scope + routing (bridge.py, _operation.py, _sync_to_async.py)",

@@ -18,8 +18,8 @@ from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 from django.test.utils import CaptureQueriesContext
 
 import aorm
-from aorm.backends.sqlite3 import driver
 from aorm.backends.sqlite3.base import DatabaseWrapper
+from aorm.backends.sqlite3.dbapi import PREFETCH_ROWS
 from tests.app.models import Author, Book, Student, Tag
 from tests.conftest import ALL_DATABASES, SqlLog
 
@@ -114,7 +114,7 @@ async def test_unpooled_alias_and_stock_alias_see_the_same_file() -> None:
 
 
 async def test_iteration_beyond_the_prefetched_rows() -> None:
-    total = driver.PREFETCH_ROWS * 2 + 17
+    total = PREFETCH_ROWS * 2 + 17
     await Student.objects.abulk_create([Student(name=f"s{i}", age=i) for i in range(total)])
     ages = [s.age async for s in Student.objects.all()]
     assert ages == list(range(total))

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from asgiref.sync import AsyncToSync
 from django.db.transaction import TransactionManagementError
 
+from aorm._waiters import WaitQueue
 from aorm.backends.base import native_aliases, sync_transactions
 
 __all__ = [
@@ -129,7 +130,13 @@ def blocks_kept() -> Iterator[None]:
 
 
 class Transaction:
-    """One outermost async atomic block: its wrapper, its open blocks, whose turn it is."""
+    """One outermost async atomic block: its wrapper, its open blocks, whose turn it is.
+
+    Tasks wait for their turn in one queue per block (:class:`WaitQueue`,
+    first come, first served): only the innermost block's tasks can take the
+    connection, so a release wakes the first of those, and a block that ends
+    wakes all of its own, to tell them.
+    """
 
     def __init__(self, alias: str, wrapper: Any = None, *, adopted: bool = False) -> None:
         self.alias = alias
@@ -137,22 +144,25 @@ class Transaction:
         self.adopted = adopted  # a synchronous caller's transaction, on its thread's wrapper
         self.top: Block | None = None  # the innermost open block
         self.holder: object = None  # the operation whose turn it is
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiting: dict[Block, WaitQueue[None]] = {}
 
     def set_innermost(self, block: Block | None) -> None:
-        """A block opened or ended: waiting tasks check whether it is their turn."""
+        """A block opened or ended: wake whoever it may be the turn of now."""
         self.top = block
         self._wake()
 
     async def take_turn(self, block: Block, holder: object) -> None:
         """Wait until ``block`` is innermost and the connection is free, then hold it."""
+        woken = False
         while not block.ended and (self.holder is not None or self.top is not block):
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
+            queue = self._waiting.get(block)
+            if queue is None:
+                queue = self._waiting[block] = WaitQueue(self._wake)
+            # Woken, but another task took the turn or opened a block first: keep our place.
+            await queue.wait(front=woken)
+            woken = True
+        if woken and not self._waiting.get(block, True):
+            del self._waiting[block]  # nobody else waits in it
         if block.ended:
             raise TransactionManagementError(
                 f"this task runs inside a transaction.atomic() block on {self.alias!r} that has "
@@ -167,10 +177,19 @@ class Transaction:
             self.holder = None
             self._wake()
 
-    def _wake(self) -> None:
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    def _wake(self, _: object = None) -> None:
+        """The turn may be free: wake the first task of the innermost block; every task
+        of an ended block learns that it ended."""
+        waiting = self._waiting
+        if not waiting:
+            return
+        for block in [block for block in waiting if block.ended]:
+            waiting.pop(block).wake_all(None)
+        top = self.top
+        if self.holder is None and top is not None:
+            queue = waiting.get(top)
+            if queue is not None:
+                queue.wake(None)
 
 
 class Block:

@@ -16,11 +16,11 @@ connection, so aorm's pool is small and does everything in the caller's task:
 - ``release()`` keeps a connection only if it is open and idle (no
   transaction left open, no error state, not past ``max_lifetime``);
   otherwise it closes it. A dirty connection is never handed out again.
-- Waiters are served in order: a released connection is handed to the first
-  one (a free slot, when a connection was closed, likewise), and a task
-  that releases and asks again queues behind them. A waiter cancelled after
-  being served passes what it got on, so no waiter sleeps while a
-  connection is free.
+- Waiters are served in order (:class:`aorm._waiters.WaitQueue`): a released
+  connection is handed to the first one (a free slot, when a connection was
+  closed, likewise), and a task that releases and asks again queues behind
+  them. A waiter cancelled after being served passes what it got on, so no
+  waiter sleeps while a connection is free.
 
 - Connections idle for ``max_idle`` seconds are closed, ``min_size`` of them
   kept, by one timer (a ``call_later`` handle, not a task) armed while
@@ -38,7 +38,7 @@ code always pools).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import math
 import time
 from collections import deque
@@ -51,6 +51,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.utils import OperationalError
 
 from aorm import _loops
+from aorm._waiters import WaitQueue
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 C = TypeVar("C")
+
+logger = logging.getLogger("aorm.pool")
 
 _OPTIONS = {"min_size", "max_size", "timeout", "max_lifetime", "max_idle", "check", "name"}
 
@@ -122,15 +125,16 @@ class AsyncPool(Generic[C]):
         self._idle: deque[tuple[C, float, float]] = deque()  # (conn, opened, released)
         self._opened_at: dict[int, float] = {}
         self._size = 0  # open or opening connections
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._waiters: WaitQueue[C | None] = WaitQueue(self._hand_over)
         self._closed = False
         self._sweep_at: asyncio.TimerHandle | None = None  # closes expired idle connections
         self._closing: set[asyncio.Task[None]] = set()
 
     def stats(self) -> PoolStats:
-        waiting = sum(1 for waiter in self._waiters if not waiter.done())
         idle = len(self._idle)
-        return PoolStats(self.alias, self.max_size, self._size, idle, self._size - idle, waiting)
+        return PoolStats(
+            self.alias, self.max_size, self._size, idle, self._size - idle, len(self._waiters)
+        )
 
     async def acquire(self) -> C:
         if self._closed:
@@ -139,26 +143,23 @@ class AsyncPool(Generic[C]):
         deadline = loop.time() + self.timeout
         woken = False
         while True:
-            if woken or not self._pending_waiters():  # first come, first served
+            if woken or not self._waiters:  # first come, first served
                 conn = await self._take_idle()
                 if conn is not None:
                     return conn
                 if self._size < self.max_size:
                     return await self._open()
-            waiter: asyncio.Future[C | None] = loop.create_future()
-            self._waiters.append(waiter)
             try:
-                async with asyncio.timeout_at(deadline):
-                    handed = await waiter
-            except BaseException as exc:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._hand_over(waiter.result())  # it was ours: pass it on
-                waiter.cancel()
-                if isinstance(exc, TimeoutError):
-                    raise self._timeout_error() from None
-                raise
+                # Woken for a slot that another task took meanwhile: keep our place.
+                handed = await self._waiters.wait(deadline - loop.time(), front=woken)
+            except TimeoutError:
+                raise self._timeout_error() from None
             if handed is not None:
                 return handed
+            if self._closed:
+                raise OperationalError(
+                    f"the connection pool of database {self.alias!r} was closed"
+                )
             woken = True  # a slot was freed for us: open a connection
 
     def acquire_nowait(self) -> C | None:
@@ -167,7 +168,7 @@ class AsyncPool(Generic[C]):
         For callers that would otherwise switch to the loop just to run
         :meth:`acquire` without it ever waiting (the bridge).
         """
-        if self._closed or self._check is not None or not self._idle or self._pending_waiters():
+        if self._closed or self._check is not None or not self._idle or self._waiters:
             return None
         conn, opened, _ = self._idle[-1]
         if time.monotonic() - opened > self.max_lifetime or not self._reusable(conn):
@@ -185,18 +186,10 @@ class AsyncPool(Generic[C]):
         self._hand_over(conn)
         return True
 
-    def _pending_waiters(self) -> bool:
-        while self._waiters and self._waiters[0].done():  # served, timed out or cancelled
-            self._waiters.popleft()
-        return bool(self._waiters)
-
     def _hand_over(self, conn: C | None) -> None:
         """Give a clean connection (or, with None, a free slot) to the first waiter."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
+        if self._waiters.wake(conn):
+            return
         if conn is not None:
             now = time.monotonic()
             self._idle.append((conn, self._opened_at.get(id(conn), 0.0), now))
@@ -245,6 +238,7 @@ class AsyncPool(Generic[C]):
                     await self._discard(conn)
                     if not isinstance(exc, Exception):
                         raise
+                    logger.info("%s: connection failed check: %s", self.alias, exc)
                     continue
             return conn
         return None
@@ -279,8 +273,10 @@ class AsyncPool(Generic[C]):
         self._size -= 1
 
     async def _close_quietly(self, conn: C) -> None:
-        with contextlib.suppress(Exception):  # a broken connection is closed already
+        try:
             await self._close(conn)
+        except Exception as exc:  # a broken connection is closed already
+            logger.warning("%s: error closing a discarded connection: %s", self.alias, exc)
 
     def _timeout_error(self) -> PoolTimeout:
         stats = self.stats()
@@ -301,12 +297,7 @@ class AsyncPool(Generic[C]):
             conn = self._idle.pop()[0]
             self._forget(conn)
             await self._close_quietly(conn)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(
-                    OperationalError(f"the connection pool of database {self.alias!r} was closed")
-                )
-        self._waiters.clear()
+        self._waiters.wake_all(None)  # each finds the pool closed
 
 
 def pool_key(alias: str) -> tuple[str, str]:

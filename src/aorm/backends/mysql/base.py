@@ -53,20 +53,14 @@ from django.db.backends.mysql import base as django_mysql
 from django.utils.functional import cached_property
 
 from aorm._pool import DEFAULT_OPTIONS
+from aorm.backends import pooling
 from aorm.backends.base import BridgedDatabaseWrapper
-from aorm.backends.mysql.driver import (
-    Connection,
-    Connector,
-    Pooled,
-    check_connection,
-)
-from aorm.backends.pooling import PerLoopConnections, Unpooled
-from aorm.bridge import in_bridge
+from aorm.backends.mysql.driver import Connection, Connector
 
 __all__ = ["DatabaseWrapper"]
 
 
-class _NativeIO(PerLoopConnections, django_mysql.DatabaseWrapper):  # type: ignore[misc]
+class _NativeIO(pooling.PerLoopConnections, django_mysql.DatabaseWrapper):  # type: ignore[misc]
     """Django's mysql wrapper, taking its connections from aorm's pool inside the bridge.
 
     Methods Django guards with ``async_unsafe`` are guarded here too:
@@ -80,18 +74,14 @@ class _NativeIO(PerLoopConnections, django_mysql.DatabaseWrapper):  # type: igno
         self.aorm_pool_options = kwargs.pop("pool", None)
         return kwargs
 
-    def _new_pool(self, conn_params: dict[str, Any]) -> Pooled | Unpooled:
+    def _new_pool(self, conn_params: dict[str, Any]) -> pooling.ConnectionSource:
         connector = Connector(self.alias, conn_params)
-        options = self.aorm_pool_options
-        if options is False:
-            return Unpooled(connector)
-        if options is None:
-            options = {**DEFAULT_OPTIONS}
-        else:
-            options = {} if options is True else {**options}
-        if self.settings_dict["CONN_HEALTH_CHECKS"]:
-            options.setdefault("check", check_connection)
-        return Pooled(connector, options)
+        return pooling.connection_source(
+            connector,
+            self.aorm_pool_options,
+            DEFAULT_OPTIONS,
+            connector.check if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
+        )
 
     def init_connection_state(self) -> None:
         connection = self.connection
@@ -143,8 +133,4 @@ class _NativeIO(PerLoopConnections, django_mysql.DatabaseWrapper):  # type: igno
 
 class DatabaseWrapper(BridgedDatabaseWrapper, _NativeIO):
     def aorm_park(self) -> bool:
-        pooled = getattr(self.connection, "pool", None)
-        if not isinstance(pooled, Pooled) or not in_bridge() or not self.aorm_pristine():
-            return False
-        pooled.park(self)
-        return True
+        return pooling.park(self)

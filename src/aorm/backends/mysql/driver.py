@@ -19,15 +19,15 @@ event loop through :func:`aorm.bridge.await_`.
   server-side statement with ``KILL QUERY`` over a separate connection and
   closes this one: its protocol state is unknown, it is never reused.
 
-Connections are pooled per event loop by :class:`aorm._pool.AsyncPool`
-(:class:`Pooled`); ``OPTIONS["pool"] = False`` opens one per operation
-(:class:`aorm.backends.pooling.Unpooled`).
+Connections are pooled per event loop by :mod:`aorm.backends.pooling`, which
+takes them from the :class:`Connector`; ``OPTIONS["pool"] = False`` opens one
+per operation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,7 +38,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.utils import typecast_time
 from MySQLdb.constants import CR, ER, FIELD_TYPE
 
-from aorm._pool import AsyncPool
 from aorm.backends.pooling import ConnectionSource
 from aorm.bridge import await_, in_bridge
 
@@ -49,14 +48,14 @@ __all__ = [
     "Connector",
     "Cursor",
     "Driver",
-    "Pooled",
-    "check_connection",
     "mysqldb_error",
 ]
 
 _IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = 2  # SERVER_STATUS_AUTOCOMMIT
 _KILL_TIMEOUT = 5.0
+
+logger = logging.getLogger("aorm.mysql")
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,7 @@ class Connection:
     def __init__(self, raw: Any, source: Connector) -> None:
         self.raw = raw
         self.source = source
-        self.pool: Pooled | ConnectionSource | None = None  # where Django's close() returns it
+        self.pool: ConnectionSource | None = None  # where Django's close() returns it
         self.parked: Any = None  # the DatabaseWrapper kept with it between operations
         self.configured = False  # Django's per-connection setup ran
         self.broken = False  # abandoned mid-call or lost: never reused
@@ -258,8 +257,9 @@ class Connection:
         """A call was cancelled mid-flight: stop the server's work, drop the connection."""
         self.broken = True
         try:
-            with contextlib.suppress(Exception):  # best effort: the connection goes anyway
-                await_(self.source.kill_query(self._thread_id))
+            await_(self.source.kill_query(self._thread_id))
+        except Exception as exc:  # best effort: the connection goes anyway
+            logger.warning("error killing the query of a cancelled task: %s", exc)
         finally:
             self.raw.close()
 
@@ -520,71 +520,20 @@ class Connector:
             and not raw.server_status & _IN_TRANS
         )
 
+    async def check(self, connection: Connection) -> None:
+        """The pool's health check (``CONN_HEALTH_CHECKS``): a ping."""
+        try:
+            await connection.raw.ping(reconnect=False)
+        except BaseException:
+            connection.broken = True
+            raise
+
     async def close(self, connection: Connection) -> None:
-        connection.parked = None
         if connection.open:
             connection.broken = True
             await connection.raw.ensure_closed()
         else:
             connection.raw.close()
-
-
-class Pooled:
-    """Django's ``getconn``/``putconn`` over aorm's async pool, in the bridge."""
-
-    def __init__(self, connector: Connector, options: dict[str, Any]) -> None:
-        self.connector = connector
-        self.pool: AsyncPool[Connection] = AsyncPool(
-            connector.alias, connector.open, connector.close, connector.reusable, options
-        )
-
-    # An idle connection is taken, and a clean one given back, without leaving
-    # the greenlet (the pool's ``*_nowait``); otherwise the loop serves it.
-    def _acquire(self) -> Connection:
-        connection = self.pool.acquire_nowait()
-        return connection if connection is not None else await_(self.pool.acquire())
-
-    def _release(self, connection: Connection) -> None:
-        if not self.pool.release_nowait(connection):
-            await_(self.pool.release(connection))
-
-    def getconn(self) -> Connection:
-        connection = self._acquire()
-        connection.pool = self
-        return connection
-
-    def putconn(self, connection: Connection) -> None:
-        connection.pool = None
-        self._release(connection)
-
-    def park(self, wrapper: Any) -> None:
-        """Give the wrapper's connection back with the wrapper riding along."""
-        connection = wrapper.connection
-        connection.pool = None
-        connection.parked = wrapper
-        self._release(connection)
-
-    def take_parked(self) -> Any:
-        """A parked wrapper, connected and pristine, or None (Django then builds one)."""
-        connection = self._acquire()
-        wrapper, connection.parked = connection.parked, None
-        if wrapper is None:
-            self._release(connection)
-        else:
-            connection.pool = self
-        return wrapper
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
-
-
-async def check_connection(connection: Connection) -> None:
-    """The pool's health check (``CONN_HEALTH_CHECKS``): a ping."""
-    try:
-        await connection.raw.ping(reconnect=False)
-    except BaseException:
-        connection.broken = True
-        raise
 
 
 def in_async_io(connection: Any) -> bool:

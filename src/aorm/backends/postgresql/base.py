@@ -25,17 +25,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base as django_postgresql
 
-from aorm import _loops
-from aorm._pool import DEFAULT_OPTIONS, pool_key
+from aorm._pool import DEFAULT_OPTIONS
+from aorm.backends import pooling
 from aorm.backends.base import BridgedDatabaseWrapper
-from aorm.backends.postgresql.driver import Pooled, Unpooled, check_connection
+from aorm.backends.postgresql.driver import Connector
 from aorm.bridge import in_bridge
 
 __all__ = ["DatabaseWrapper"]
-
-
-async def _close_pool(pool: Pooled | Unpooled) -> None:
-    await pool.aclose()
 
 
 class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper):
@@ -43,37 +39,26 @@ class DatabaseWrapper(BridgedDatabaseWrapper, django_postgresql.DatabaseWrapper)
     def pool(self) -> Any:
         if not in_bridge():
             return super().pool
-        return _loops.for_running_loop().get(
-            pool_key(self.alias), self._new_async_pool, _close_pool
+        return pooling.source_for_running_loop(self.alias, self._new_async_pool)
+
+    def _new_async_pool(self) -> pooling.ConnectionSource:
+        options = self.settings_dict["OPTIONS"].get("pool")
+        if options and self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
+            raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
+        connector = Connector(self.alias, self.get_connection_params(), self._configure_connection)
+        return pooling.connection_source(
+            connector,
+            options,
+            DEFAULT_OPTIONS,
+            connector.check if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
         )
 
-    def _new_async_pool(self) -> Pooled | Unpooled:
-        options = self.settings_dict["OPTIONS"].get("pool")
-        connect_kwargs = self.get_connection_params()
-        if options is False:
-            return Unpooled(connect_kwargs, self._configure_connection)
-        if options is None:
-            options = {**DEFAULT_OPTIONS}
-        else:
-            if options and self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
-                raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
-            options = {} if options is True else {**options}
-        if self.settings_dict["CONN_HEALTH_CHECKS"]:
-            options.setdefault("check", check_connection)
-        return Pooled(self.alias, connect_kwargs, self._configure_connection, options)
-
     def aorm_park(self) -> bool:
-        pooled = getattr(self.connection, "_pool", None)
-        if not isinstance(pooled, Pooled) or not in_bridge() or not self.aorm_pristine():
-            return False
-        pooled.park(self)
-        return True
+        return pooling.park(self)
 
     def close_pool(self) -> None:
         # Async pools of every loop are dropped (new settings, new pools); each
         # is closed on its own loop.
-        for loop, pool, close in _loops.forget(pool_key(self.alias)):
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(loop.create_task, close(pool))
+        pooling.forget_sources(self.alias)
         if not in_bridge():
             super().close_pool()

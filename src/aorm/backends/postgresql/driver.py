@@ -25,7 +25,8 @@ was 4-5% of a get under concurrency):
   entry of a closed socket with the same number cannot hide it.
 - Waits to write, and waits with a timeout, are psycopg's ``wait_async``.
 
-Connections are opened by psycopg's ``AsyncConnection.connect`` and pooled by
+Connections are opened by psycopg's ``AsyncConnection.connect`` (the
+:class:`Connector`) and pooled by :mod:`aorm.backends.pooling` over
 :mod:`aorm._pool` (see there why not psycopg_pool). The synchronous face shares
 the async connection's libpq connection and lives exactly as long as it, so
 client state (prepared statements, adapters) stays consistent.
@@ -34,7 +35,7 @@ client state (prepared statements, adapters) stays consistent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -43,10 +44,12 @@ from psycopg import AsyncConnection, waiting
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.waiting import Ready, Wait
 
-from aorm._pool import AsyncPool
+from aorm import bridge
 from aorm.bridge import await_, in_bridge
 
-__all__ = ["Connection", "Pooled", "Unpooled", "check_connection"]
+__all__ = ["Connection", "Connector"]
+
+logger = logging.getLogger("aorm.postgresql")
 
 
 class _ExclusiveUse:
@@ -90,7 +93,6 @@ class Connection(psycopg.Connection[Any]):
         self._adapters = source.adapters
         self._autocommit = source.autocommit
         self.prepare_threshold = source.prepare_threshold
-        self.configured = False  # Django's per-connection setup ran
         self.parked: Any = None  # the DatabaseWrapper kept with it between operations
         self._watched: asyncio.AbstractEventLoop | None = None  # loop watching the socket
         self._watched_fd = -1
@@ -135,10 +137,22 @@ class Connection(psycopg.Connection[Any]):
                 # Mid-exchange: stop the server's work, and never reuse a
                 # connection whose protocol state is unknown.
                 self.unwatch()
-                with contextlib.suppress(Exception):  # best effort: closed below anyway
+                try:
                     await_(self.async_connection.cancel_safe(timeout=5))
+                except Exception as exc:  # best effort: closed below anyway
+                    logger.warning("error cancelling the query of a cancelled task: %s", exc)
                 self.pgconn.finish()
             raise
+
+    # Where Django's ``close()`` gives the connection back: psycopg's own
+    # attribute, which also tells psycopg that the connection is pooled.
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    @pool.setter
+    def pool(self, source: Any) -> None:
+        self._pool = source
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         fd = self.pgconn.socket
@@ -160,8 +174,10 @@ class Connection(psycopg.Connection[Any]):
         """Stop watching the socket: before it is closed, or used by psycopg's async API."""
         loop, self._watched = self._watched, None
         if loop is not None and not loop.is_closed():
-            with contextlib.suppress(Exception):  # a socket closed already
+            try:
                 loop.remove_reader(self._watched_fd)
+            except Exception as exc:  # a socket closed already
+                logger.debug("socket %d no longer watched: %s", self._watched_fd, exc)
 
     def close(self) -> None:
         self.unwatch()
@@ -185,118 +201,39 @@ def _split(connect_kwargs: dict[str, Any]) -> tuple[dict[str, Any], type[psycopg
     return kwargs, kwargs.pop("cursor_factory")
 
 
-class Pooled:
-    """Django's pool protocol (``open``/``getconn``/``putconn``) over aorm's async pool."""
+class Connector:
+    """How one event loop opens, judges, checks and closes connections to one database."""
 
     def __init__(
         self,
         alias: str,
         connect_kwargs: dict[str, Any],
         configure: Callable[[Connection], object],
-        options: dict[str, Any],
     ) -> None:
-        self._kwargs, self._cursor_factory = _split(connect_kwargs)
-        self._configure = configure
-        self.pool: AsyncPool[Connection] = AsyncPool(
-            alias, self._connect, _close, _reusable, options
-        )
-
-    async def _connect(self) -> Connection:
-        return Connection(await AsyncConnection.connect(**self._kwargs), self._cursor_factory)
-
-    def open(self) -> None:
-        pass
-
-    # Borrowing and returning go through the bridge (a switch to the loop and
-    # back) only when the pool must wait or do I/O: an idle connection is
-    # taken, and a clean one given back, without leaving the greenlet.
-
-    def _acquire(self) -> Connection:
-        face = self.pool.acquire_nowait()
-        return face if face is not None else await_(self.pool.acquire())
-
-    def _release(self, face: Connection) -> None:
-        if not self.pool.release_nowait(face):
-            await_(self.pool.release(face))
-
-    def getconn(self) -> Connection:
-        face = self._acquire()
-        if not face.configured:
-            try:
-                self._configure(face)
-            except BaseException:
-                face.unwatch()
-                face.pgconn.finish()
-                self._release(face)
-                raise
-            face.configured = True
-        face._pool = self  # type: ignore[assignment]
-        return face
-
-    def putconn(self, face: Connection) -> None:
-        self._release(face)
-
-    def park(self, wrapper: Any) -> None:
-        """Give the wrapper's connection back with the wrapper riding along."""
-        face = wrapper.connection
-        face.parked = wrapper
-        self._release(face)
-
-    def take_parked(self) -> Any:
-        """A parked wrapper, connected and pristine, or None (Django then builds one)."""
-        face = self._acquire()
-        wrapper, face.parked = face.parked, None
-        if wrapper is None:
-            self._release(face)
-        return wrapper
-
-    async def aclose(self) -> None:
-        await self.pool.aclose()
-
-
-class Unpooled:
-    """No pool configured: each operation opens its own connection and closes it."""
-
-    def __init__(
-        self, connect_kwargs: dict[str, Any], configure: Callable[[Connection], object]
-    ) -> None:
+        self.alias = alias
         self._kwargs, self._cursor_factory = _split(connect_kwargs)
         self._configure = configure
 
-    def open(self) -> None:
-        pass
-
-    def getconn(self) -> Connection:
-        face = Connection(await_(AsyncConnection.connect(**self._kwargs)), self._cursor_factory)
-        face._pool = self  # type: ignore[assignment]
+    async def open(self) -> Connection:
+        """A connection, with Django's per-connection setup (time zone, role) done."""
+        face = Connection(await AsyncConnection.connect(**self._kwargs), self._cursor_factory)
         try:
-            self._configure(face)
+            await bridge.run(self._configure, face)
         except BaseException:
             face.unwatch()
             face.pgconn.finish()
             raise
         return face
 
-    def putconn(self, face: Connection) -> None:
-        face._pool = None
-        await_(_close(face))
+    def reusable(self, face: Connection) -> bool:
+        """Open, and not inside a transaction or an error state: safe for the next borrower."""
+        return not face.closed and face.pgconn.transaction_status == TransactionStatus.IDLE
 
-    async def aclose(self) -> None:
-        pass
+    async def check(self, face: Connection) -> None:
+        """The pool's health check (``CONN_HEALTH_CHECKS``): an empty round trip."""
+        face.unwatch()
+        await face.async_connection.execute("")
 
-
-async def _close(face: Connection) -> None:
-    face.parked = None
-    face.unwatch()
-    await face.async_connection.close()
-
-
-def _reusable(face: Connection) -> bool:
-    """Open, and not inside a transaction or an error state: safe for the next borrower."""
-    return not face.closed and face.pgconn.transaction_status == TransactionStatus.IDLE
-
-
-async def check_connection(face: Connection) -> None:
-    """The pool's health check (``CONN_HEALTH_CHECKS``): an empty round trip."""
-    face.unwatch()
-    await face.async_connection.execute("")
+    async def close(self, face: Connection) -> None:
+        face.unwatch()
+        await face.async_connection.close()
