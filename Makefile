@@ -168,6 +168,8 @@ demo: $(VENV)/.installed
 	@echo "  curl -X PATCH -d '{\"age\": 23}' http://127.0.0.1:$(PORT)/students/1/"
 	@echo "  curl -X DELETE http://127.0.0.1:$(PORT)/students/1/"
 	@echo "  curl -X POST -d '[{\"name\": \"A\", \"age\": 1}, {\"name\": \"B\", \"age\": 2}]' http://127.0.0.1:$(PORT)/students/enrol/"
+	@echo "  curl http://127.0.0.1:$(PORT)/api/courses/          (django-ninja: courses with their students)"
+	@echo "  curl -X POST -d '{\"student\": 5}' http://127.0.0.1:$(PORT)/api/courses/2/students/"
 	@echo ""
 	@echo "  /example/ is the seeds' example_view, verbatim: it creates \"Ravi\" and then"
 	@echo "  aget(name=\"Ravi\"), so from its second call there are two Ravis and it answers"
