@@ -25,6 +25,10 @@ WAL), :data:`DOWNTIME` seconds down, ``pg_ctl start``. Then:
 - every acknowledged write is in the table, once;
 - the pool ends with no connection in use.
 
+A quiet application across a restart (:func:`test_a_restart_while_the_pool_is_idle`):
+each pooled connection, dead when it wakes, costs one request an error and is
+discarded; with ``CONN_HEALTH_CHECKS`` no request fails.
+
 Each run prints its figures (``pytest -s``): downtime, failures, and the
 recovery time, from the server's return to the end of the last failed request.
 """
@@ -267,4 +271,35 @@ async def test_a_restart_under_load(cluster: Cluster, mode: str, health_checks: 
         f"first success {first_success:.2f}s and last failure {restart.recovery():.2f}s "
         f"after the return; {len(acknowledged)} acknowledged writes, all present; "
         f"{len(server.lines(UNWRAPPED_CONNECT_FAILURE))} failures unwrapped psycopg errors"
+    )
+
+
+@pytest.mark.parametrize("health_checks", [False, True], ids=["no-health-checks", "health-checks"])
+async def test_a_restart_while_the_pool_is_idle(cluster: Cluster, health_checks: bool) -> None:
+    """A quiet application across a restart: its idle connections are dead when it wakes.
+
+    Each costs one request its error, then is discarded; with ``CONN_HEALTH_CHECKS``
+    the pool finds them dead first and no request fails.
+    """
+    with outage_server(cluster, health_checks) as server:
+        warm = [fetch(HOST, server.port, "/query/", timeout=REQUEST_TIMEOUT) for _ in range(4)]
+        assert all(r is not None and r.status == 200 for r in await asyncio.gather(*warm))
+        idle = (await _quiet_pool(server.port))["idle"]
+        assert idle >= 1
+        await asyncio.to_thread(cluster.stop, "fast")
+        await asyncio.to_thread(cluster.start)
+        statuses = []
+        for _ in range(idle + 2):  # one after the other
+            response = await fetch(HOST, server.port, "/query/", timeout=REQUEST_TIMEOUT)
+            assert response is not None
+            statuses.append(response.status)
+        pool = await _quiet_pool(server.port)
+    assert not server.unexpected_stderr(), server.stderr
+    failed = statuses.count(500)
+    assert statuses == [500] * failed + [200] * (len(statuses) - failed), statuses
+    assert failed <= (0 if health_checks else idle), (failed, idle)
+    assert pool["size"] <= POOL_MAX_SIZE, pool
+    print(
+        f"\nrestart while idle{' (health checks)' if health_checks else ''}: {idle} idle "
+        f"connections, {failed} requests failed after the server's return"
     )
