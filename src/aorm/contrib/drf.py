@@ -32,8 +32,8 @@ as they are, and they add only the ``a``-prefixed names adrf already uses.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -41,6 +41,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from aorm import run
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+    from rest_framework.request import Request
 
 __all__ = ["NativeSerializerMixin", "NativeViewMixin"]
 
@@ -74,7 +78,7 @@ class NativeSerializerMixin:
         return await run(self.is_valid, raise_exception=raise_exception)  # type: ignore[attr-defined,no-any-return]
 
     @property
-    def adata(self) -> Any:
+    def adata(self) -> Awaitable[Any]:
         """``await serializer.adata``: DRF's ``.data`` (relations, nested serializers) natively."""
         return _Awaitable(_data, self)
 
@@ -121,7 +125,7 @@ class NativeViewMixin:
     (``request.auser()``) before adrf runs authentication in its thread.
     """
 
-    async def async_dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+    async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         auser = getattr(request, "auser", None)  # Django's AuthenticationMiddleware
         if auser is not None and any(
             isinstance(authenticator, SessionAuthentication)
@@ -136,7 +140,7 @@ class NativeViewMixin:
         kwargs.setdefault("context", self.get_serializer_context())  # type: ignore[attr-defined]
         return serializer_class(*args, **kwargs)
 
-    async def acreate(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+    async def acreate(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)  # type: ignore[attr-defined]
         await serializer.ais_valid(raise_exception=True)
         await self.perform_acreate(serializer)  # type: ignore[attr-defined]
@@ -144,7 +148,7 @@ class NativeViewMixin:
         headers = self.get_success_headers(data)  # type: ignore[attr-defined]
         return Response(data, status=status.HTTP_201_CREATED, headers=headers)
 
-    async def aupdate(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+    async def aupdate(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         partial = kwargs.pop("partial", False)
         instance = await self.aget_object()  # type: ignore[attr-defined]
         serializer = self.get_serializer(instance, data=request.data, partial=partial)  # type: ignore[attr-defined]
