@@ -84,12 +84,14 @@ class Writer:
     def finish(self) -> tuple[int, str]:
         """Exit code and stderr, once the process has ended (bounded)."""
         try:
-            _, stderr = self.proc.communicate(timeout=LINE_TIMEOUT)
+            self.proc.wait(timeout=LINE_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, stderr = self.proc.communicate()
+            self.proc.wait()
         self._reader.join(timeout=LINE_TIMEOUT)
-        return self.proc.returncode, stderr
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        with self.proc.stdout, self.proc.stderr:
+            return self.proc.returncode, self.proc.stderr.read()
 
 
 def test_a_writer_killed_inside_atomic_loses_only_its_open_transaction(tmp_path: Path) -> None:

@@ -120,11 +120,13 @@ def throwaway_cluster() -> Iterator[Cluster]:
         os.chown(directory, user.pw_uid, user.pw_gid)
     cluster = Cluster(bindir, directory, free_port())
     try:
-        subprocess.run(
+        initdb = subprocess.run(
             [*_run_as(), str(bindir / "initdb"), "-D", str(cluster.data), "-U", "postgres",
              "--auth=trust", "-E", "UTF8", "--no-sync"],
-            capture_output=True, text=True, timeout=120, check=True,
+            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{initdb.stdout}{initdb.stderr}")
         cluster.start()
         try:
             yield cluster
