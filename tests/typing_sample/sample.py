@@ -22,6 +22,8 @@ async def querysets(course: Course) -> None:
     reveal_type(await course.students.aall())  # revealed: list[Student]
     reveal_type(await Student.objects.values_list("name", flat=True))  # revealed: list[str]
     reveal_type(await Student.objects.raw("SELECT 1"))  # revealed: list[Student]
+    reveal_type(await Course.objects.open())  # revealed: list[Course]
+    reveal_type(await Course.objects.aall())  # revealed: list[Course]
     async for student in Student.objects.all():
         reveal_type(student)  # revealed: Student
     await Course.objects.aall(1)  # error: call-arg
