@@ -13,7 +13,7 @@ VENV_NEXT := .venv-next
 EXTRAS := postgresql,test,lint
 
 .PHONY: test checks lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser \
-	docs mysql-client mysql-tz pgbouncer
+	docs mysql-client mysql-tz pgbouncer soak
 
 $(VENV)/.installed: pyproject.toml | mysql-client
 	$(PYTHON) -m venv $(VENV)
@@ -211,6 +211,13 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt | mysql-client
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
+
+# `make soak`: 100,000 requests against one uvicorn server of the test app (bench/soak.py:
+# the seeds' views, transactions, asyncio.gather, client hang-ups), about 5 minutes on two
+# free cores; RSS, connections, greenlets and asyncio tasks at the start and the end, into
+# bench/results/soak.md. A long run, not part of `make test`. Needs the test PostgreSQL.
+soak: $(VENV)/.installed
+	$(VENV)/bin/python -m bench.soak
 
 # The quick benchmark as a test (bench/test_smoke.py), so that it never rots.
 bench-smoke: $(BENCH_VENV)/.installed
