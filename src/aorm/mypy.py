@@ -7,10 +7,10 @@ Django without them, so mypy would reject ``await qs`` and ``async with
 atomic()``. This plugin adds those methods to django-stubs' classes while mypy
 analyses them::
 
-    await Student.objects.filter(...)  # list[Student]
-    await Student.objects.aall()       # list[Student]
-    await qs.values("name")            # list[dict[str, Any]]: the rows, like list(qs)
-    async with transaction.atomic():   # Atomic
+    await Student.objects.filter(...)                     # list[Student]
+    await Student.objects.aall()                          # list[Student]
+    await Student.objects.values_list("name", flat=True)  # list[str]: list(qs)'s rows
+    async with transaction.atomic() as block:             # block: Atomic
 
 Enable it before django-stubs' plugin (mypy asks plugins in order, and the
 first one with a hook for a class wins)::
@@ -88,7 +88,7 @@ def _awaitable_raw_queryset(ctx: ClassDefContext) -> None:
 
 
 def _manager_aall(ctx: ClassDefContext) -> None:
-    (model,) = _self_type(ctx.cls.info).args  # BaseManager[_T]
+    model = _self_type(ctx.cls.info).args[0]  # BaseManager[_T]
     _add_aall(ctx, _list_of(ctx.api, model))
 
 
