@@ -8,6 +8,7 @@ chromedriver), which also takes the screenshot the README shows.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -103,7 +104,8 @@ class Server:
 def school_server(database_url: str, *, debug: bool) -> Iterator[Server]:
     """The example app, migrated and loaded, under uvicorn on a free loopback port."""
     manage(database_url, "migrate", "--noinput", "-v", "0")
-    assert "Loaded 5 sample students" in manage(database_url, "load_students")
+    loaded = manage(database_url, "load_students")
+    assert "Loaded 5 sample students" in loaded and "Loaded 3 sample courses" in loaded
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "school.asgi:application", "--port", str(port)],
@@ -132,12 +134,29 @@ def test_every_view_over_http(database_url: str) -> None:
 
         assert http.get("/example/").json() == {"student": "Ravi", "total_students": 6}
 
+        # The courses API (django-ninja, students/api.py): each course with its students.
+        assert courses_and_students(http) == SAMPLE_COURSES
+
         created = http.post("/students/create/", content=b'{"name": "Asha", "age": 19}')
         assert created.status_code == 201
         new_id = created.json()["id"]
         assert http.get(f"/students/{new_id}/").json() == {"id": new_id, "name": "Asha", "age": 19}
         patched = http.patch(f"/students/{new_id}/", content=b'{"age": 20}')
         assert patched.json()["age"] == 20
+
+        physics = http.get("/api/courses/").json()[1]["id"]
+        for _ in range(2):  # enrolling twice changes nothing
+            joined = http.post(f"/api/courses/{physics}/students/", json={"student": new_id})
+            assert joined.status_code == 200, joined.text
+            assert joined.json() == {
+                "id": physics,
+                "title": "Physics",
+                "students": [
+                    {"id": 1, "name": "Aman"},
+                    {"id": 4, "name": "Sara"},
+                    {"id": new_id, "name": "Asha"},
+                ],
+            }
 
         half_bad = http.post(
             "/students/enrol/", content=b'[{"name": "X", "age": 1}, {"name": "Y"}]'
@@ -148,11 +167,26 @@ def test_every_view_over_http(database_url: str) -> None:
         )
         assert [s["name"] for s in enrolled.json()] == ["X", "Y"]
 
+        assert courses_and_students(http)[1] == ("Physics", ["Aman", "Sara", "Asha"])
         assert http.delete(f"/students/{new_id}/").json() == {"deleted": new_id}
         assert http.get(f"/students/{new_id}/").status_code == 404
+        assert courses_and_students(http) == SAMPLE_COURSES  # no longer in Physics
         names = [s["name"] for s in http.get("/students/").json()]
         assert names == ["Aman", "Meera", "Priya", "Sara", "Kabir", "Ravi", "X", "Y"]
     assert "Traceback" not in server.output, server.output
+
+
+SAMPLE_COURSES = [
+    ("Mathematics", ["Aman", "Meera", "Priya"]),
+    ("Physics", ["Aman", "Sara"]),
+    ("Literature", ["Kabir"]),
+]
+
+
+def courses_and_students(http: httpx.Client) -> list[tuple[str, list[str]]]:
+    response = http.get("/api/courses/")
+    assert response.status_code == 200, response.text
+    return [(c["title"], [s["name"] for s in c["students"]]) for c in response.json()]
 
 
 LONG = "n" * 101
@@ -184,6 +218,14 @@ ERRORS: list[tuple[str, str, bytes | None, int, str]] = [
     ("POST", "/students/enrol/", b"{}", 400, "non-empty JSON list"),
     ("POST", "/students/enrol/", f'[{{"name": "A", "age": 1}}, {{"name": "{LONG}", "age": 2}}]'.encode(), 400, "at most 100"),  # noqa: E501
     ("POST", "/students/enrol/", b'[{"name": "A", "age": 1}, {"name": "\\u0000", "age": 2}]', 400, "NUL"),  # noqa: E501
+    ("POST", "/api/courses/999999/students/", b'{"student": 1}', 404, "No Course matches"),
+    ("POST", "/api/courses/1/students/", b'{"student": 999999}', 404, "No Student matches"),
+    ("POST", "/api/courses/1/students/", b'{"student": 99999999999999999999999}', 404, "No Student matches"),  # noqa: E501
+    ("POST", "/api/courses/1/students/", b'{"student": "x"}', 400, "student: Input should be a valid integer"),  # noqa: E501
+    ("POST", "/api/courses/1/students/", b"{}", 400, "student: Field required"),
+    ("POST", "/api/courses/1/students/", b'{"student": 1', 400, "Cannot parse request body"),
+    ("POST", "/api/courses/1/students", b'{"student": 1}', 404, "needs a trailing slash"),
+    ("GET", "/api/courses/1/students/", None, 405, "GET is not allowed"),
 ]  # fmt: skip
 
 
@@ -221,6 +263,7 @@ def test_every_error_is_json(database_url: str) -> None:
         assert fits.status_code == 201, fits.text
         # Nothing else was written: the rejected requests never reached the database.
         assert len(http.get("/students/").json()) == 6
+        assert courses_and_students(http) == SAMPLE_COURSES
 
         # The seeds' example_view, verbatim: its second call finds two Ravis.
         assert http.get("/example/").status_code == 200
@@ -258,9 +301,10 @@ def test_index_page_lists_every_endpoint(database_url: str) -> None:
     ):
         page = http.get("/")
         assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
-        for endpoint in ("/students/", "/example/", "/students/create/", "/students/enrol/"):
+        endpoints = ("/students/", "/example/", "/students/create/", "/students/enrol/")
+        for endpoint in (*endpoints, "/api/courses/"):
             assert f"<code>{endpoint}</code>" in page.text
-        assert page.text.count("<form") == 7
+        assert page.text.count("<form") == 9
         assert http.post("/").status_code == 405
 
 
@@ -292,7 +336,7 @@ def browser_or_skip() -> Any:
 
 
 def test_index_page_in_a_real_browser(database_url: str) -> None:
-    """Load the page, create a student with its form, see them in the list; screenshot it."""
+    """Create a student with a form, see them listed, enrol them in a course; take a screenshot."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -322,6 +366,25 @@ def test_index_page_in_a_real_browser(database_url: str) -> None:
             wait.until(lambda _: listed.get_attribute("data-status") == "200")
             assert "Zoya (from the browser)" in listed.text
 
+            # Enrol her in Physics with the courses API's form: the course list shows her.
+            zoya = json.loads(result.text.split("\n", 1)[1])["id"]
+            courses = driver.find_element(By.ID, "courses")
+            wait.until(lambda _: "Aman, Sara" in courses.text)
+            physics = next(
+                item.text.split(".")[0]
+                for item in courses.find_elements(By.TAG_NAME, "li")
+                if "Physics" in item.text
+            )
+            join = driver.find_element(By.ID, "join")
+            join.find_element(By.NAME, "id").send_keys(physics)
+            join.find_element(By.NAME, "student").send_keys(str(zoya))
+            join.find_element(By.TAG_NAME, "button").click()
+            joined = join.find_element(By.CSS_SELECTOR, "pre.result")
+            wait.until(lambda _: joined.get_attribute("data-status") == "200")
+            assert f'"id": {zoya},\n' in joined.text and '"title": "Physics"' in joined.text
+            wait.until(lambda _: "Aman, Sara, Zoya (from the browser)" in courses.text)
+            assert driver.find_element(By.ID, "course-count").text == "3"
+
             # An error shown as JSON, as any client would get it.
             detail = driver.find_element(By.ID, "detail")
             detail.find_element(By.NAME, "id").send_keys("999999")
@@ -330,6 +393,7 @@ def test_index_page_in_a_real_browser(database_url: str) -> None:
             wait.until(lambda _: shown.get_attribute("data-status") == "404")
             assert '"error": "No Student matches the given query."' in shown.text
 
+            driver.execute_script("window.scrollTo(0, 0)")  # the forms clicked scrolled it
             SCREENSHOT.parent.mkdir(exist_ok=True)
             shot = Path(f"{SCREENSHOT}.{os.getpid()}.tmp")
             shot.write_bytes(driver.get_screenshot_as_png())
@@ -387,9 +451,11 @@ def test_make_demo_is_repeatable_and_reset(database_url: str, tmp_path: Path) ->
             with make_demo(env) as (url, output):
                 students = httpx.get(f"{url}/students/", timeout=30).json()
                 assert len(students) == 5  # loaded once, not again on the second run
+                courses = httpx.get(f"{url}/api/courses/", timeout=30).json()
+                assert [len(c["students"]) for c in courses] == [3, 2, 1]
                 assert httpx.get(f"{url}/", timeout=30).status_code == 200
             text = "\n".join(output)
-            assert f"{url}/students/" in text
+            assert f"{url}/students/" in text and f"{url}/api/courses/" in text
             assert "from its second call there are two Ravis" in text
             assert "make demo-reset starts over" in text
             if run == 2:
