@@ -21,7 +21,8 @@ from ``/proc``).
   long that takes (polled, with a deadline). Only requests already in flight
   when the worker died fail; every request sent afterwards is served by the
   other workers (and the one the server starts in its place); no session is
-  left idle in transaction, and no acknowledged write is lost.
+  left idle in transaction, no acknowledged write is lost, and the server starts a
+  worker in place of the dead one.
 """
 
 from __future__ import annotations
@@ -347,6 +348,14 @@ def _kill_a_worker_in_a_transaction(server: Server, kill: Kill) -> None:
                 kill.ended[left.pop(pid)].append(time.monotonic() - kill.at)
 
 
+async def replaced(server: Server, dead: int) -> None:
+    """Wait (bounded) until the server has started a worker in place of ``dead``."""
+    deadline = time.monotonic() + 30
+    while len(server.workers() - {dead}) < WORKERS:
+        assert time.monotonic() < deadline, f"no worker replaced {dead}: {server.workers()}"
+        await asyncio.sleep(0.05)
+
+
 def _lost_connection(error: BaseException | None) -> bool:
     """What the client sees of a worker that died mid-request: a reset, or an empty answer."""
     return isinstance(error, ConnectionError) or (
@@ -377,6 +386,7 @@ def test_a_worker_killed_mid_load_leaves_nothing_idle_in_transaction(kind: str) 
                 await asyncio.to_thread(_kill_a_worker_in_a_transaction, server, kill)
                 assert not load.done(), "the load ended before the kill"
                 outcomes = await load
+                await replaced(server, kill.worker)
             finally:
                 load.cancel()
                 stop.set()
