@@ -14,6 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from django.conf import settings
+
+# Type checking does not depend on the database: run once per Django version,
+# in the SQLite run, which every machine has.
+pytestmark = pytest.mark.skipif(
+    settings.DATABASE != "sqlite", reason="type checking: run once, with SQLite"
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = Path("tests/typing_sample")
 CONFIG = SAMPLE / "mypy.ini"
