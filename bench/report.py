@@ -153,6 +153,13 @@ def _per_workload_table(
     return lines
 
 
+def _produced_by(meta: dict[str, Any]) -> str:
+    command = meta.get("command", "")
+    if any(arg.startswith(("--only", "--no-", "--web-only")) for arg in command.split()):
+        return f"`{command}`, a part of `make bench`"
+    return "`make bench`" + (" QUICK=1" if meta["mode"] == "quick" else "")
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta, sizes = results["meta"], results["sizes"]
     m = meta["machine"]
@@ -162,8 +169,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# aorm benchmark: aorm against its peers",
         "",
-        f"{meta['mode']} run, {meta['date']}, {meta['seconds']:.0f} s. Produced by `make bench`"
-        + (" QUICK=1" if meta["mode"] == "quick" else "")
+        f"{meta['mode']} run, {meta['date']}, {meta['seconds']:.0f} s. Produced by "
+        + _produced_by(meta)
         + "; see bench/README.md for what is measured and how.",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}; "
@@ -338,8 +345,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
     for ax in flat[panels:]:
         ax.axis("off")
     meta = results["meta"]
+    servers = [f"PostgreSQL {meta['postgresql']}"] if contenders or web else []
+    servers += ["SQLite"] if sqlite else []
+    servers += [f"MariaDB {meta['mysql'].split()[0]}"] if mysql else []
     fig.suptitle(
-        f"aorm vs peers on PostgreSQL {meta['postgresql']} — {meta['machine']['cpu']}, "
+        f"aorm vs peers on {', '.join(servers)} — {meta['machine']['cpu']}, "
         f"{meta['machine']['cores']} cores, pools of {meta['pool_size']} ({meta['mode']} run)",
         fontsize=12,
     )

@@ -432,6 +432,7 @@ def main() -> int:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python -m bench.run", *sys.argv[1:]]),
         "machine": machine(),
         "postgresql": db.server_version(),
         "database": f"{common.DBNAME} at {common.HOST}:{common.PORT}",
