@@ -15,7 +15,7 @@ runs once per pooled connection, and the server facts Django reads once per
 wrapper (``mysql_server_data``: version, ``sql_mode``, time zone tables) once
 per pool.
 
-Which driver, measured (``python -m tests.mysql_driver_bench``): ``aget()`` by
+Which driver, measured (``python -m bench.mysql_driver``): ``aget()`` by
 primary key on MariaDB 10.11 over loopback, wall µs per call, best of 5
 interleaved runs, each contender in a fresh process; A: one task, 2,000 calls,
 a pool of one connection; B: 100 concurrent tasks x 20 calls, a pool of 10

@@ -1,6 +1,6 @@
 """Which asyncio driver under aorm's MySQL adapter: ``aget()`` by primary key, µs per call.
 
-``python -m tests.mysql_driver_bench [HOST [PORT]]``: each contender runs in a
+``python -m bench.mysql_driver [HOST [PORT]]``: each contender runs in a
 fresh process, 5 interleaved runs, best run reported, for two workloads:
 
 - A: 2,000 sequential ``aget()`` by primary key, a pool of one connection;
@@ -118,7 +118,7 @@ def main() -> None:
             for contender in CONTENDERS:
                 command = ["--one", host, port, contender, workload]
                 out = subprocess.run(
-                    [sys.executable, "-m", "tests.mysql_driver_bench", *command],
+                    [sys.executable, "-m", "bench.mysql_driver", *command],
                     check=True,
                     capture_output=True,
                     text=True,
