@@ -10,12 +10,6 @@ traceback; any other record keeps its traceback, so that the test can require
 an otherwise empty stderr (a hang shows up as aorm's ``PoolTimeout``, a
 subclass, and is not rewritten).
 
-One more kind is reported in a line of its own, starting with
-:data:`UNWRAPPED_CONNECT_FAILURE`: psycopg's own ``OperationalError`` for a
-connection that could not be opened, which aorm currently lets through
-unwrapped when an operation takes its connection from the pool (a defect,
-pinned by ``tests/test_stall.py::test_a_refused_connection_is_djangos_operational_error``).
-
 ``AORM_OUTAGE_HEALTH_CHECKS=1`` turns ``CONN_HEALTH_CHECKS`` on for the
 default alias.
 """
@@ -30,7 +24,6 @@ from tests.loadapp.settings import *  # noqa: F403
 from tests.loadapp.settings import DATABASES, LOGGING
 
 EXPECTED_OUTAGE = "aorm-outage expected fault:"
-UNWRAPPED_CONNECT_FAILURE = "aorm-outage unwrapped connection failure:"
 
 DATABASES = {
     **DATABASES,
@@ -46,16 +39,12 @@ class ExpectedOutage(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if record.name != "django.request" or exc is None:
             return True
-        if type(exc) in (OperationalError, InterfaceError) and isinstance(  # not PoolTimeout
+        if type(exc) not in (OperationalError, InterfaceError) or not isinstance(  # PoolTimeout
             exc.__cause__, psycopg.OperationalError | psycopg.InterfaceError
         ):
-            marker = EXPECTED_OUTAGE
-        elif type(exc) is psycopg.OperationalError and str(exc).startswith("connection failed:"):
-            marker = UNWRAPPED_CONNECT_FAILURE
-        else:
             return True
         message, first_line = record.getMessage(), str(exc).strip().splitlines()[0]
-        record.msg = f"{marker} %s %s: %s"
+        record.msg = f"{EXPECTED_OUTAGE} %s %s: %s"
         record.args = (message, type(exc).__name__, first_line)
         record.exc_info = record.exc_text = None
         record.levelname = "INFO"

@@ -17,9 +17,7 @@ WAL), :data:`DOWNTIME` seconds down, ``pg_ctl start``. Then:
 - the failed ones (500) failed with Django's ``OperationalError`` or
   ``InterfaceError`` caused by psycopg's error for a lost or refused
   connection (:mod:`tests.outage_settings` logs exactly those in one line; any
-  other traceback on the server's stderr fails the test), or, for now, with
-  psycopg's own error for a connection that could not be opened (a defect,
-  pinned by a strict xfail in tests/test_stall.py);
+  other traceback on the server's stderr fails the test);
 - the application recovers by itself: no request fails once
   :data:`RECOVERY_BOUND` seconds have passed since the server's return; each
   pooled connection the restart killed costs at most one request after the
@@ -54,7 +52,7 @@ from pytest_django import DjangoDbBlocker
 
 from tests.conftest import postgresql_only
 from tests.load_client import Outcome, Request, fetch
-from tests.outage_settings import EXPECTED_OUTAGE, UNWRAPPED_CONNECT_FAILURE
+from tests.outage_settings import EXPECTED_OUTAGE
 from tests.server import ROOT, free_port, wait_for_port
 from tests.throwaway_postgres import Cluster, missing, throwaway_cluster
 
@@ -106,8 +104,7 @@ class Server:
         return [line for line in self.stderr.splitlines() if marker in line]
 
     def unexpected_stderr(self) -> list[str]:
-        known = (EXPECTED_OUTAGE, UNWRAPPED_CONNECT_FAILURE)
-        return [line for line in self.stderr.splitlines() if not any(k in line for k in known)]
+        return [line for line in self.stderr.splitlines() if EXPECTED_OUTAGE not in line]
 
 
 @contextmanager
@@ -238,10 +235,8 @@ async def test_a_restart_under_load(cluster: Cluster, mode: str, health_checks: 
         restart = await _restart_under_load(cluster, port, mode, label)
         pool = await _quiet_pool(port)
     assert not server.unexpected_stderr(), server.stderr
-    # Django's errors; psycopg's own where aorm does not wrap it yet (see tests/outage_settings.py)
-    assert len(server.lines(EXPECTED_OUTAGE)) + len(server.lines(UNWRAPPED_CONNECT_FAILURE)) == (
-        len(restart.failed())
-    )
+    # Every failure is Django's OperationalError or InterfaceError (tests/outage_settings.py).
+    assert len(server.lines(EXPECTED_OUTAGE)) == len(restart.failed())
 
     outcomes = restart.outcomes
     errors = [(o.request.path, repr(o.error)) for o in outcomes if o.error is not None]
@@ -271,8 +266,7 @@ async def test_a_restart_under_load(cluster: Cluster, mode: str, health_checks: 
         f"{restart.back - restart.stopped:.2f}s (start included); {len(outcomes)} requests, "
         f"{len(failed)} failed, {len(failed_after)} of them started after the server's return; "
         f"first success {first_success:.2f}s and last failure {restart.recovery():.2f}s "
-        f"after the return; {len(acknowledged)} acknowledged writes, all present; "
-        f"{len(server.lines(UNWRAPPED_CONNECT_FAILURE))} failures unwrapped psycopg errors"
+        f"after the return; {len(acknowledged)} acknowledged writes, all present"
     )
 
 

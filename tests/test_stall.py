@@ -26,8 +26,8 @@ measure and require:
   (nothing in use, nobody waiting) and new operations succeed;
 - ``statement_timeout`` bounds what it can: a query that runs too long on a
   reachable server;
-- a refused connection is Django's ``OperationalError`` (a strict xfail for
-  now: aorm lets psycopg's own through when an operation starts).
+- a refused connection is Django's ``OperationalError``, also when the pool
+  opens it as an operation starts.
 
 Each test prints its measured times (``pytest -s``).
 """
@@ -41,7 +41,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import OperationalError, connections
@@ -60,11 +59,6 @@ STATEMENT_TIMEOUT_MS = 1000  # server-side, through OPTIONS["options"]
 APP_TIMEOUT = 1.0  # the application's asyncio.timeout around one operation
 CANCEL_BOUND = 5.0  # aorm's limit on the cancel request of an interrupted query
 SLACK = 1.5  # scheduling on a loaded 2-core machine
-
-# Django's OperationalError is the contract. psycopg's own is accepted where aorm
-# opens a pooled connection without Django's error wrapper, until that is fixed:
-# test_a_refused_connection_is_djangos_operational_error pins it.
-CONNECT_ERRORS = (OperationalError, psycopg.OperationalError)
 
 
 KERNEL_SETTINGS = {
@@ -201,7 +195,7 @@ async def test_a_stalled_network_fails_operations_within_the_bounds(
 
     # Its free slot means a new connection: bounded by connect_timeout.
     connecting, error = await timed(count)
-    assert isinstance(error, CONNECT_ERRORS) and "timeout" in str(error), error
+    assert type(error) is OperationalError and "timeout" in str(error), error
     assert CONNECT_TIMEOUT <= connecting < CONNECT_TIMEOUT + SLACK, connecting
 
     # Past the statement_timeout, the operation without a timeout still waits.
@@ -225,7 +219,7 @@ async def test_a_server_that_never_answers_the_startup(proxy: StallingProxy) -> 
     """Accepted, and silent from the start: connect_timeout bounds the operation."""
     proxy.stall()
     took, error = await timed(count)
-    assert isinstance(error, CONNECT_ERRORS) and "timeout" in str(error), error
+    assert type(error) is OperationalError and "timeout" in str(error), error
     assert CONNECT_TIMEOUT <= took < CONNECT_TIMEOUT + SLACK, took
     assert proxy.accepted >= 1  # the connection was accepted: only the startup was silent
     stats = aorm.pool_stats(ALIAS)
@@ -266,13 +260,6 @@ async def test_statement_timeout_bounds_a_slow_query(proxy: StallingProxy) -> No
     assert isinstance(await count(), int)  # the connection serves on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=psycopg.OperationalError,
-    reason="aorm defect: a connection opened from the pool when an operation starts "
-    "(aorm._operation._take_parked) is outside Django's wrap_database_errors, so a "
-    "refused connection raises psycopg.OperationalError, not django.db.OperationalError",
-)
 async def test_a_refused_connection_is_djangos_operational_error(proxies: Proxies) -> None:
     students = Student.objects.using("refused")
     assert isinstance(await students.acount(), int)  # the pool exists, one idle connection

@@ -40,10 +40,12 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import connections
+from django.db.utils import DatabaseErrorWrapper, load_backend
 
 from aorm import _blocks, _loops, bridge
 from aorm._loops import loop_running
@@ -197,7 +199,22 @@ def _unobserve(operation: Operation) -> None:
 def _take_parked(alias: str) -> Any:
     """A wrapper parked with a pooled connection of the running loop, if the backend parks."""
     take = getattr(_loops.for_running_loop().find(pool_key(alias)), "take_parked", None)
-    return None if take is None else take()
+    if take is None:
+        return None
+    try:
+        return take()
+    except Exception:
+        # The pool opened a connection outside any wrapper: the driver's error
+        # becomes Django's (OperationalError...), as Django's connect() gives it.
+        with _database_errors(alias):
+            raise
+
+
+def _database_errors(alias: str) -> DatabaseErrorWrapper:
+    """Django's translation of ``alias``'s driver errors, without a wrapper."""
+    backend = load_backend(connections.settings[alias]["ENGINE"])
+    target = SimpleNamespace(Database=backend.DatabaseWrapper.Database, errors_occurred=False)
+    return DatabaseErrorWrapper(target)
 
 
 def detach(alias: str) -> None:
