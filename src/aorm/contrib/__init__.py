@@ -6,6 +6,8 @@ itself imports none of these frameworks):
 - :mod:`aorm.contrib.drf`: Django REST framework serializers, and adrf's
   async views, with validation and representation run natively;
 - :mod:`aorm.contrib.ninja`: django-ninja's response schemas resolved natively;
+- :mod:`aorm.contrib.strawberry`: strawberry-graphql-django's resolvers that
+  may query, run natively (a schema extension, ``NativeORM``);
 - :mod:`aorm.contrib.debug_toolbar`: django-debug-toolbar's SQL panel, seeing
   the statements of async views.
 
