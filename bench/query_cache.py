@@ -1,14 +1,22 @@
-"""aorm's query cache (``AORM_QUERY_CACHE_SIZE``) on and off: client CPU per operation.
+"""How much CPU a cache of compiled SQL could save per query: Django's compile in a query's cost.
 
-    python -m bench.query_cache [--ops 2000] [--rounds 7]
+    python -m bench.query_cache [--ops 1000] [--rounds 9]
 
-The same query shapes, repeated with other values, on aorm's PostgreSQL
-backend (pool of ``common.POOL_SIZE``, database ``aorm_bench_query_cache``,
-10,000 students), one task, sequential: the cache on (the default size) and
-off (``AORM_QUERY_CACHE_SIZE = 0``), interleaved round by round in one
-process. Each cell is the median over the rounds of the CPU time of the
-process per operation (``time.process_time``), and the wall time per
-operation. "compile" times Django's ``as_sql`` alone (no I/O), in the bridge.
+For each query shape, repeated with other values on aorm's PostgreSQL backend
+(pool of ``common.POOL_SIZE``, database ``aorm_bench_query_cache``, 10,000
+students), one task, sequential, three CPU times per operation
+(``time.thread_time``, median over the rounds):
+
+- the whole operation, awaited (build, compile, I/O, hydration);
+- Django's ``SQLCompiler.as_sql`` for that query: all that a cache of
+  compiled SQL could remove;
+- the compile of the WHERE clause's lookups alone: what a safe cache must
+  still run on every execution, since a lookup's SQL and parameters depend on
+  its value (``pk__in`` lengths, booleans, custom lookups).
+
+The ceiling for a cache is (as_sql - lookups) / operation, before the cost of
+computing the cache key from the query. ``bench/results/query_cache.md``
+records the prototype (commit a553183) measured against these figures.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import asyncio
 import random
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from bench import db
@@ -38,108 +46,134 @@ def setup_django() -> None:
     django.setup()
 
 
-def shapes() -> dict[str, Callable[[int], Awaitable[Any]]]:
-    """Each shape as an async function of a random key in 1..ROWS."""
-    import aorm
+Shape = tuple[Callable[[int], Any], Callable[[Any], Any], Callable[[Any], Any]]
+
+
+def shapes() -> dict[str, Shape]:
+    """Each shape: its QuerySet for a key, how it is awaited, and the QuerySet Django compiles."""
     from bench.djapp.models import Student
 
-    async def get(pk: int) -> Any:
-        return await Student.objects.aget(pk=pk)
+    def get(pk: int) -> Any:
+        return Student.objects.filter(pk=pk)
 
-    async def list100(start: int) -> Any:
-        return await Student.objects.filter(id__gte=min(start, ROWS - 100)).order_by("id")[:100]
+    def list100(start: int) -> Any:
+        return Student.objects.filter(id__gte=min(start, ROWS - 100)).order_by("id")[:100]
 
-    async def filter_exclude(pk: int) -> Any:
+    def filter_exclude(pk: int) -> Any:
         queryset = Student.objects.filter(age=18 + pk % 12, id__lt=pk + 50).exclude(id=pk)
-        return await queryset.order_by("-id")[:5]
+        return queryset.order_by("-id")[:5]
 
-    async def in_list(pk: int) -> Any:
-        return await Student.objects.filter(pk__in=[pk, pk // 2 + 1, pk // 3 + 1]).aall()
+    def in_list(pk: int) -> Any:
+        return Student.objects.filter(pk__in=[pk, pk // 2 + 1, pk // 3 + 1])
 
-    async def values_list(pk: int) -> Any:
-        return await Student.objects.filter(pk=pk).values_list("name", "age")
+    def values_list(pk: int) -> Any:
+        return Student.objects.filter(pk=pk).values_list("name", "age")
 
-    def compile_get(pk: int) -> Any:
-        return Student.objects.filter(pk=pk)[:21].query.get_compiler("default").as_sql()
+    async def aget(queryset: Any) -> Any:
+        return await queryset.aget()
 
-    async def compile_only(pk: int) -> Any:
-        return await aorm.run(compile_get, pk)
+    async def awaited(queryset: Any) -> Any:
+        return await queryset
+
+    def as_is(queryset: Any) -> Any:
+        return queryset
 
     return {
-        "aget(pk=…)": get,
-        "filter(id__gte=…).order_by('id')[:100]": list100,
-        "filter(age=…, id__lt=…).exclude(id=…).order_by('-id')[:5]": filter_exclude,
-        "filter(pk__in=[3 values]).aall()": in_list,
-        "filter(pk=…).values_list('name', 'age')": values_list,
-        "compile only: filter(pk=…)[:21] as_sql()": compile_only,
+        # What get() compiles: its QuerySet with LIMIT 21.
+        "filter(pk=…).aget()": (get, aget, lambda queryset: queryset[:21]),
+        "filter(id__gte=…).order_by('id')[:100]": (list100, awaited, as_is),
+        "filter(age=…, id__lt=…).exclude(id=…).order_by('-id')[:5]": (
+            filter_exclude,
+            awaited,
+            as_is,
+        ),
+        "filter(pk__in=[3 values])": (in_list, awaited, as_is),
+        "filter(pk=…).values_list('name', 'age')": (values_list, awaited, as_is),
     }
 
 
-async def timed(op: Callable[[int], Awaitable[Any]], keys: list[int]) -> tuple[float, float]:
-    for key in keys[: len(keys) // 10]:
-        await op(key)
-    cpu, wall = time.process_time(), time.perf_counter()
-    for key in keys:
-        await op(key)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return cpu / len(keys) * 1e6, wall / len(keys) * 1e6
+def lookups(node: Any) -> list[Any]:
+    """The leaves of a WHERE tree, in the order Django compiles them."""
+    children = getattr(node, "children", None)
+    if children is None:
+        return [node]
+    return [leaf for child in children for leaf in lookups(child)]
 
 
-async def measure(ops: int, rounds: int) -> dict[str, dict[str, list[tuple[float, float]]]]:
-    from django.test.utils import override_settings
+def compile_times(querysets: list[Any]) -> tuple[float, float]:
+    """CPU µs per query of Django's as_sql, and of its lookups' compile alone."""
+    queries = [queryset.query for queryset in querysets]
+    compilers = [query.get_compiler("default") for query in queries]
+    start = time.thread_time()
+    for compiler in compilers:
+        compiler.as_sql()
+    as_sql = time.thread_time() - start
+    compilers = [query.get_compiler("default") for query in queries]
+    leaves = [(compiler, lookups(compiler.query.where)) for compiler in compilers]
+    start = time.thread_time()
+    for compiler, found in leaves:
+        for leaf in found:
+            compiler.compile(leaf)
+    leaf_time = time.thread_time() - start
+    return as_sql / len(queries) * 1e6, leaf_time / len(queries) * 1e6
 
-    from aorm import _query_cache
+
+async def measure(ops: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+    import aorm
 
     rng = random.Random(7)
-    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for round_ in range(rounds):
-        # Alternate which mode goes first, so that neither always runs warmer.
-        modes = ["on", "off"] if round_ % 2 == 0 else ["off", "on"]
-        for name, op in shapes().items():
-            for mode in modes:
-                keys = [rng.randint(1, ROWS) for _ in range(ops)]
-                if mode == "off":
-                    with override_settings(**{_query_cache.SETTING: 0}):
-                        sample = await timed(op, keys)
-                else:
-                    sample = await timed(op, keys)
-                results.setdefault(name, {}).setdefault(mode, []).append(sample)
+    results: dict[str, dict[str, list[float]]] = {}
+    for _ in range(rounds):
+        for name, (build, run, compiled) in shapes().items():
+            keys = [rng.randint(1, ROWS) for _ in range(ops)]
+            for key in keys[: ops // 10]:
+                await run(build(key))
+            querysets = [build(key) for key in keys]
+            start = time.thread_time()
+            for queryset in querysets:
+                await run(queryset)
+            operation = (time.thread_time() - start) / ops * 1e6
+            as_sql, leaves = await aorm.run(compile_times, [compiled(build(key)) for key in keys])
+            sample = results.setdefault(name, {})
+            sample.setdefault("operation", []).append(operation)
+            sample.setdefault("as_sql", []).append(as_sql)
+            sample.setdefault("lookups", []).append(leaves)
     return results
 
 
-def report(results: dict[str, dict[str, list[tuple[float, float]]]], ops: int, rounds: int) -> str:
+def report(results: dict[str, dict[str, list[float]]], ops: int, rounds: int) -> str:
     lines = [
-        f"{ops} operations per measurement after a 10% warm-up, {rounds} rounds, cache on and "
-        "off interleaved; medians over the rounds.",
+        f"{ops} operations per measurement after a 10% warm-up (the QuerySet built beforehand, "
+        f"so the operation's time is compile + I/O + hydration), {rounds} rounds; CPU µs per "
+        "operation, medians over the rounds.",
         "",
-        "| shape | CPU µs/op off | CPU µs/op on | CPU saved | wall µs/op off | wall µs/op on |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| shape | operation | Django's as_sql | of which lookups | ceiling for a cache "
+        "((as_sql - lookups) / operation) |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for name, modes in results.items():
-        cpu = {mode: statistics.median(s[0] for s in samples) for mode, samples in modes.items()}
-        wall = {mode: statistics.median(s[1] for s in samples) for mode, samples in modes.items()}
-        saved = 1 - cpu["on"] / cpu["off"]
+    for name, sample in results.items():
+        operation, as_sql, leaves = (
+            statistics.median(sample[part]) for part in ("operation", "as_sql", "lookups")
+        )
         lines.append(
-            f"| `{name}` | {cpu['off']:.0f} | {cpu['on']:.0f} | {saved:.1%} | "
-            f"{wall['off']:.0f} | {wall['on']:.0f} |"
+            f"| `{name}` | {operation:.0f} | {as_sql:.0f} | {leaves:.0f} | "
+            f"{(as_sql - leaves) / operation:.1%} |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--ops", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args()
     db.create(ROWS)
     try:
         setup_django()
         import django
 
-        from aorm import _query_cache
-
         results = asyncio.run(measure(args.ops, args.rounds))
-        print(f"Django {django.get_version()}, cache after the run: {_query_cache.info()}\n")
+        print(f"Django {django.get_version()}\n")
         print(report(results, args.ops, args.rounds))
     finally:
         db.drop()

@@ -31,8 +31,6 @@ The table (also in docs/how-it-works.md):
 ``Atomic.__aenter__``, ``Atomic.__aexit__``,            ``async with transaction.atomic()``,
 ``Atomic.__call__``                                     ``@atomic`` on ``async def``
 ``BaseHandler.make_view_atomic``                        ``ATOMIC_REQUESTS`` for async views
-``SQLCompiler.as_sql``                                  compiled SQL reused per query shape
-                                                        (``_query_cache``)
 ======================================================  ==========================================
 """
 
@@ -54,12 +52,11 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.db.models.manager import BaseManager
 from django.db.models.query import BaseIterable, RawQuerySet
-from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import Atomic
 from django.dispatch import dispatcher
 from django.utils import asyncio as django_asyncio
 
-from aorm import _operation, _query_cache, _queryset, _sync_to_async, _transaction
+from aorm import _operation, _queryset, _sync_to_async, _transaction
 from aorm.backends import base as backends_base
 
 __all__ = ["MISSING", "Patch", "install", "patches"]
@@ -252,14 +249,6 @@ def patches() -> list[Patch]:
             _transaction.make_view_atomic,
             "BaseHandler.make_view_atomic(view) wraps sync views in atomic, refuses async ones",
             _calls("iscoroutinefunction", "atomic"),
-        ),
-        Patch(
-            SQLCompiler,
-            "as_sql",
-            _query_cache.as_sql,
-            "SQLCompiler.as_sql sets up the compiler (pre_sql_setup) and restores the "
-            "query's refcounts",
-            _calls("pre_sql_setup", "reset_refcounts"),
         ),
     ]
     return table

@@ -10,7 +10,6 @@ Each problem has an id, listed in docs/checks.md:
   options with values of the right type.
 - ``aorm.E004``: an explicit PostgreSQL pool together with a persistent
   ``CONN_MAX_AGE`` (Django refuses the combination at the first connection).
-- ``aorm.E005``: ``AORM_QUERY_CACHE_SIZE`` is not a non-negative integer.
 - ``aorm.W001``: a pool size for an in-memory SQLite database, which has
   exactly one connection per event loop.
 
@@ -24,7 +23,6 @@ from typing import Any
 
 import django
 from django.apps import apps
-from django.conf import settings as django_settings
 from django.core import checks
 from django.db import connections
 from django.db.models import QuerySet
@@ -78,24 +76,7 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
         )
     for alias, settings in _aorm_aliases():
         messages += _check_pool(alias, settings)
-    messages += _check_query_cache()
     return messages
-
-
-def _check_query_cache() -> list[checks.CheckMessage]:
-    from aorm import _query_cache  # it imports the backends, which import this module
-
-    size = getattr(django_settings, _query_cache.SETTING, _query_cache.DEFAULT_SIZE)
-    if _query_cache.valid_size(size):
-        return []
-    return [
-        checks.Error(
-            f"{_query_cache.SETTING} is {size!r}.",
-            hint="Use the number of query shapes to keep compiled (an integer; 0 switches "
-            f"the cache off; default {_query_cache.DEFAULT_SIZE}).",
-            id="aorm.E005",
-        )
-    ]
 
 
 def _check_pool(alias: str, settings: dict[str, Any]) -> list[checks.CheckMessage]:
