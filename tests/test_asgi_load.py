@@ -383,11 +383,13 @@ def test_load_with_hang_ups_and_terminated_sessions(kind: str) -> None:
     assert len(expected_lines) >= len(failed), summary
     assert len(expected_lines) <= len(run.fault.killed), (summary, expected_lines)
 
-    # The hang-ups cancelled views in the pool's line and while they held connections:
-    # in queries, in transactions (the signalled half aims there; a slow machine may
-    # let some views finish first, hence the margin).
+    # The hang-ups cancelled views while they held connections, in queries and in
+    # transactions: every signalled one (its slow query outlasts the hang-up), but for
+    # those the terminated sessions failed first; and, as they came, views in the
+    # pool's line (the early half: on a loaded machine a view may finish first).
     cancelled = Counter(run.stats["cancelled_in"])
-    assert sum(cancelled.values()) >= HANG_UPS // 2, summary
+    holding = sum(n for k, n in cancelled.items() if "in a query" in k or "in a transaction" in k)
+    assert holding >= HANG_UPS // 2 - len(run.fault.killed), summary
     for where in ("in a query", "in a transaction"):
         assert sum(n for k, n in cancelled.items() if where in k) >= HANG_UPS // 20, summary
 

@@ -15,9 +15,10 @@ first line, :data:`SIGNAL`, as soon as the view holds its connection (inside
 the slow query, inside the transaction), then the JSON, or ``error`` if the
 view failed (logged as Django logs a 500). A client that hangs up a few
 milliseconds after the signal cancels the view while it uses its connection,
-however long it waited in the pool's line first. The view's work runs in a
-task of its own there, which the response cancels when the client goes away,
-as Django's handler cancels a view.
+however long it waited in the pool's line first: the signalled views' slow
+query lasts :data:`SIGNALLED_SLOW_QUERY`, far longer than the hang-up takes.
+The view's work runs in a task of its own there, which the response cancels
+when the client goes away, as Django's handler cancels a view.
 
 Module state is per server process; the server serves on one event loop.
 """
@@ -64,16 +65,19 @@ def _slow_query(seconds: float, phase: Phase, holding: asyncio.Event) -> None:
         cursor.execute("SELECT pg_sleep(%s)", [seconds])
 
 
-async def _query(phase: Phase, holding: asyncio.Event) -> dict[str, Any]:
-    phase.name = "count"
-    total = await Student.objects.acount()
-    phase.name = "outside a transaction"
-    await aorm.run(_slow_query, 0.05, phase, holding)
-    phase.name = "after the queries"
-    return {"count": total}
+def _query(slow: float) -> Work:
+    async def query(phase: Phase, holding: asyncio.Event) -> dict[str, Any]:
+        phase.name = "count"
+        total = await Student.objects.acount()
+        phase.name = "outside a transaction"
+        await aorm.run(_slow_query, slow, phase, holding)
+        phase.name = "after the queries"
+        return {"count": total}
+
+    return query
 
 
-def _write(token: str) -> Work:
+def _write(token: str, slow: float) -> Work:
     async def write(phase: Phase, holding: asyncio.Event) -> dict[str, Any]:
         phase.name = "entering the block"
         async with transaction.atomic():
@@ -84,7 +88,7 @@ def _write(token: str) -> Work:
                 holding.set()
                 await asyncio.sleep(0.02)
                 phase.name = "in a transaction"
-                await aorm.run(_slow_query, 0.02, phase, holding)
+                await aorm.run(_slow_query, slow, phase, holding)
                 phase.name = "leaving the block (commit)"
             except BaseException:
                 rolled_back.append(token)  # the block exits by this exception: rollback
@@ -128,16 +132,22 @@ async def _signalled(request: HttpRequest, view: str, work: Work) -> AsyncIterat
         task.cancel()  # the client went away (a no-op if the work is done)
 
 
+# A signalled view's slow query outlasts the client's hang-up however loaded the
+# machine is: the hang-up lands while the view holds its connection.
+SIGNALLED_SLOW_QUERY = 2.0
+
+
 async def query(request: HttpRequest) -> HttpResponse:
     if request.GET.get("signal"):
-        return StreamingHttpResponse(_signalled(request, "query", _query))
-    return JsonResponse(await _tracked("query", _query, asyncio.Event()))
+        return StreamingHttpResponse(_signalled(request, "query", _query(SIGNALLED_SLOW_QUERY)))
+    return JsonResponse(await _tracked("query", _query(0.05), asyncio.Event()))
 
 
 async def write(request: HttpRequest) -> HttpResponse:
-    work = _write(request.GET["token"])
     if request.GET.get("signal"):
+        work = _write(request.GET["token"], SIGNALLED_SLOW_QUERY)
         return StreamingHttpResponse(_signalled(request, "write", work))
+    work = _write(request.GET["token"], 0.02)
     return JsonResponse(await _tracked("write", work, asyncio.Event()))
 
 
