@@ -15,31 +15,12 @@ runs once per pooled connection, and the server facts Django reads once per
 wrapper (``mysql_server_data``: version, ``sql_mode``, time zone tables) once
 per pool.
 
-Which driver, measured (``python -m bench.mysql_driver``): ``aget()`` by
-primary key on MariaDB 10.11 over loopback, wall µs per call, best of 5
-interleaved runs, each contender in a fresh process; A: one task, 2,000 calls,
-a pool of one connection; B: 100 concurrent tasks x 20 calls, a pool of 10
-(stock Django: a ``ThreadSensitiveContext`` per task, as its ASGI handler
-runs each request). The same adapter runs on both drivers; only their
-``connect``/``cursor`` differ. The 2 cores were shared with other jobs
-(load 2-10), so each cell is the range over 2-4 sessions::
-
-                                        A                       B
-                                 Py 3.11     Py 3.12     Py 3.11     Py 3.12
-                                 Dj 5.2      Dj 6.1      Dj 5.2      Dj 6.1
-    asyncmy 0.2.18 (Cython)      267-347     393-427     226-275       353
-    aiomysql 0.3.2 (PyMySQL)     301-437     386-503     326-352       371
-    stock aget() (mysqlclient)   311-474     340-507     540-552       621
-
-One task at a time, the three are within the machine's noise of each other:
-Django's ORM is most of the cost of a get. Under concurrency aorm serves
-1.8-2.4 times stock Django's throughput, and asyncmy (which parses the
-protocol in Cython) was ahead of aiomysql (PyMySQL's pure Python) in every
-session, so asyncmy is aorm's driver: ``pip install "django-aorm[mysql]"`` installs it
-with mysqlclient for the sync side. The adapter also runs on aiomysql
-(``driver.DRIVER = "aiomysql"``), for the measurement only. A profile of the
-asyncmy path: the adapter and driver take about 25 µs per statement, the
-bridge a few greenlet switches.
+Which driver: asyncmy, chosen by measurement against aiomysql under this
+adapter (``bench/results/mysql_driver.md``). One task at a time the two are
+within noise of each other (Django's ORM is most of a get's cost); under
+concurrency asyncmy, which parses the protocol in Cython, was ahead of
+aiomysql (PyMySQL's pure Python) in every session. The adapter and driver take
+about 25 µs per statement.
 """
 
 from __future__ import annotations

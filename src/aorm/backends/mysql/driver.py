@@ -27,6 +27,7 @@ per operation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -42,8 +43,6 @@ from aorm.backends.pooling import ConnectionSource
 from aorm.bridge import await_, in_bridge
 
 __all__ = [
-    "DRIVER",
-    "DRIVERS",
     "Connection",
     "Connector",
     "Cursor",
@@ -60,7 +59,7 @@ logger = logging.getLogger("aorm.mysql")
 
 @dataclass(frozen=True)
 class Driver:
-    """What differs between the asyncio drivers aorm can run on."""
+    """The asyncio driver's parts the adapter uses (asyncmy: see ``aorm.backends.mysql.base``)."""
 
     name: str
     connect: Callable[..., Awaitable[Any]]
@@ -71,7 +70,8 @@ class Driver:
     connected: Callable[[Any], bool]
 
 
-def _asyncmy() -> Driver:
+@functools.cache
+def asyncmy_driver() -> Driver:
     import asyncmy
     from asyncmy import converters
     from asyncmy.cursors import Cursor
@@ -99,29 +99,6 @@ def _asyncmy() -> Driver:
         {**converters.conversions, FIELD_TYPE.TIME: typecast_time},
         lambda raw: bool(raw.connected),
     )
-
-
-def _aiomysql() -> Driver:
-    import aiomysql
-    import pymysql
-    from pymysql import converters
-
-    async def new_cursor(raw: Any) -> Any:
-        return await raw.cursor()
-
-    return Driver(
-        "aiomysql",
-        aiomysql.connect,
-        new_cursor,
-        pymysql.err.MySQLError,
-        "db",
-        {**converters.decoders, FIELD_TYPE.TIME: typecast_time},
-        lambda raw: not raw.closed,
-    )
-
-
-DRIVERS: dict[str, Callable[[], Driver]] = {"asyncmy": _asyncmy, "aiomysql": _aiomysql}
-DRIVER = "asyncmy"  # chosen by measurement: see aorm.backends.mysql.base
 
 
 # -- errors
@@ -488,7 +465,7 @@ class Connector:
 
     def __init__(self, alias: str, conn_params: dict[str, Any]) -> None:
         self.alias = alias
-        self.driver = DRIVERS[DRIVER]()
+        self.driver = asyncmy_driver()
         self.kwargs = driver_kwargs(alias, self.driver, conn_params)
         self.server_data: dict[str, Any] | None = None  # Django's mysql_server_data, shared
 
