@@ -9,9 +9,15 @@ that knows how.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 # Database -> default server address (None: no server, SQLite).
 SERVERS: dict[str, tuple[str, int] | None] = {
@@ -68,3 +74,43 @@ def wait_for_port(port: int, proc: subprocess.Popen[str], seconds: float = 120) 
                 proc.kill()
                 raise RuntimeError(f"the server did not start:\n{proc.communicate()}") from None
             time.sleep(0.05)
+
+
+@dataclass
+class ServerProcess:
+    """A server subprocess started by :func:`serve`; its output once it has stopped."""
+
+    proc: subprocess.Popen[str]
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextmanager
+def serve(
+    command: list[str], *, port: int, env: dict[str, str], cwd: Path, stop: int = signal.SIGTERM
+) -> Iterator[ServerProcess]:
+    """Run a server until the block ends: started, awaited until it listens on ``port``,
+    stopped with ``stop`` (killed if it has not exited 30 s later); its output kept."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        process = ServerProcess(proc)
+        try:
+            try:
+                wait_for_port(port, proc)
+            except RuntimeError:
+                err.seek(0)
+                raise RuntimeError(f"{' '.join(command)} did not start:\n{err.read()}") from None
+            yield process
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(stop)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+            finally:
+                out.seek(0)
+                err.seek(0)
+                process.stdout, process.stderr = out.read(), err.read()

@@ -42,10 +42,7 @@ import importlib.util
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -56,6 +53,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import OperationalError, connection, connections, transaction
+from support.services import free_port, serve
 
 import aorm
 from tests.app.models import Student
@@ -63,7 +61,7 @@ from tests.conftest import ALL_DATABASES, postgresql_only
 from tests.load_client import Outcome, Request, fetch, run_load
 from tests.loadapp.logs import EXPECTED_FAULT
 from tests.loadapp.views import SIGNAL
-from tests.server import ROOT, free_port, wait_for_port
+from tests.server import ROOT
 
 pytestmark = ALL_DATABASES
 
@@ -151,29 +149,9 @@ def asgi_server(kind: str) -> Iterator[Server]:
         "AORM_LOAD_APPLICATION_NAME": server.application_name,
     }
     environ.pop("PYTHONWARNINGS", None)
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            _command(kind, port), cwd=ROOT, env=environ, stdout=out, stderr=err, text=True
-        )
-        try:
-            try:
-                wait_for_port(port, proc)
-            except RuntimeError:
-                err.seek(0)
-                raise RuntimeError(f"{kind} did not start:\n{err.read()}") from None
-            yield server
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                out.seek(0)
-                err.seek(0)
-                server.stdout, server.stderr = out.read(), err.read()
+    with serve(_command(kind, port), port=port, env=environ, cwd=ROOT) as process:
+        yield server
+    server.stdout, server.stderr = process.stdout, process.stderr
 
 
 def _drop_own_connections() -> None:

@@ -38,9 +38,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,11 +47,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections
 from pytest_django import DjangoDbBlocker
+from support.services import free_port, serve
 
 from tests.conftest import postgresql_only
 from tests.load_client import Outcome, Request, fetch
 from tests.outage_settings import EXPECTED_OUTAGE
-from tests.server import ROOT, free_port, wait_for_port
+from tests.server import ROOT
 from tests.throwaway_postgres import Cluster, missing, throwaway_cluster
 
 pytestmark = [
@@ -124,22 +123,9 @@ def outage_server(cluster: Cluster, health_checks: bool) -> Iterator[Server]:
     }
     command = [sys.executable, "-W", "default", "-m", "uvicorn", "tests.asgi:application",
                f"--host={HOST}", f"--port={server.port}", "--log-level=warning"]  # fmt: skip
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=err, stderr=err, text=True)
-        try:
-            wait_for_port(server.port, proc)
-            yield server
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                err.seek(0)
-                server.stderr = err.read()
+    with serve(command, port=server.port, env=environ, cwd=ROOT) as process:
+        yield server
+    server.stderr = process.stdout + process.stderr
 
 
 @dataclass

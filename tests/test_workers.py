@@ -34,7 +34,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -46,11 +45,12 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection
+from support.services import free_port, serve
 
 from tests.app.models import Student
 from tests.conftest import ALL_DATABASES, postgresql_only
 from tests.load_client import Outcome, Request, run_load
-from tests.server import ROOT, free_port, wait_for_port
+from tests.server import ROOT
 from tests.test_asgi_load import HOST, _drop_own_connections, _monitor_params, monitor
 
 pytestmark = [
@@ -137,25 +137,10 @@ def workers_server(kind: str) -> Iterator[Server]:
         "AORM_LOAD_APPLICATION_NAME": application_name,
     }
     environ.pop("PYTHONWARNINGS", None)
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=err, text=True
-        )
-        server = Server(kind, port, application_name, proc)
-        try:
-            wait_for_port(port, proc)
-            yield server
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
-            finally:
-                err.seek(0)
-                server.stderr = err.read()
+    with serve(command, port=port, env=environ, cwd=ROOT) as process:
+        server = Server(kind, port, application_name, process.proc)
+        yield server
+    server.stderr = process.stderr
 
 
 # Sessions and the workers that hold them.
