@@ -1,4 +1,4 @@
-"""Issue 4: connections under ASGI are pooled, held only while used, released on every path,
+"""Connections under ASGI are pooled, held only while used, released on every path,
 and cancellation-safe.
 
 The load tests start a real ASGI server (uvicorn, daphne and granian) in

@@ -1,4 +1,4 @@
-"""Issue 15: a full restart of PostgreSQL under load.
+"""A full restart of PostgreSQL under load.
 
 A module fixture creates a throwaway cluster (:mod:`tests.throwaway_postgres`:
 ``initdb`` and ``pg_ctl`` on a free loopback port), so the shared server is

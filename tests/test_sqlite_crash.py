@@ -1,4 +1,4 @@
-"""Issue 15: a SQLite writer killed with SIGKILL inside ``async with transaction.atomic()``.
+"""A SQLite writer killed with SIGKILL inside ``async with transaction.atomic()``.
 
 Real processes on a SQLite file of the test's own in WAL mode (aorm's
 default); :mod:`tests.sqlite_writer` is the writer:

@@ -1,4 +1,4 @@
-"""Issue 15: a network that goes silent between aorm and PostgreSQL.
+"""A network that goes silent between aorm and PostgreSQL.
 
 Between aorm and the test server sits :class:`tests.tcp_proxy.StallingProxy`,
 which stops forwarding without closing anything (no FIN, no RST), then

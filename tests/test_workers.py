@@ -1,4 +1,4 @@
-"""Issue 15, item 3: several worker processes, each with its own pool, on one PostgreSQL.
+"""Several worker processes, each with its own pool, on one PostgreSQL.
 
 The tests start the load test's project (:mod:`tests.loadapp`: the seeds'
 ``Student`` model behind views that count, write in ``async with
