@@ -397,14 +397,17 @@ async def test_cancelled_query_leaves_no_dirty_connection() -> None:
         "SELECT count(*) FROM c"
     )
 
+    querying = asyncio.Event()
+
     def long_query_in_transaction() -> None:
         with transaction.atomic():
             Student.objects.create(name="rolled back", age=1)
             with connections["default"].cursor() as cursor:
+                querying.set()  # seen once the query is in the I/O thread: the bridge waits
                 cursor.execute(slow)
 
     task = asyncio.ensure_future(aorm.run(long_query_in_transaction))
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(querying.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
