@@ -213,9 +213,10 @@ bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
 
 # `make soak`: 100,000 requests against one uvicorn server of the test app (bench/soak.py:
-# the seeds' views, transactions, asyncio.gather, client hang-ups), about 5 minutes on two
-# free cores; RSS, connections, greenlets and asyncio tasks at the start and the end, into
-# bench/results/soak.md. A long run, not part of `make test`. Needs the test PostgreSQL.
+# the seeds' views, transactions, asyncio.gather, client hang-ups): 20 minutes on a shared
+# two-core machine (the server spends about 9 ms of CPU per request); RSS, connections,
+# greenlets and asyncio tasks at the start and the end, into bench/results/soak.md.
+# A long run, not part of `make test`. Needs the test PostgreSQL.
 soak: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.soak
 
