@@ -25,8 +25,8 @@ caches and the pool have filled. It checks, and reports in ``bench/results/soak.
 
 Duration: the server process spends about 9 ms of CPU per request (a new connection,
 Django's request handling with the session and auth middleware, several queries), so
-100,000 requests take 15-20 minutes on one core; the issue's "about 5 minutes" would
-need some 330 requests/s, more than one uvicorn process gives on this machine.
+100,000 requests take 15-20 minutes on one core; 5 minutes would need some 330
+requests/s, more than one uvicorn process gives on this machine.
 """
 
 from __future__ import annotations
