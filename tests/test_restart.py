@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, connections
 from pytest_django import DjangoDbBlocker
@@ -51,9 +52,13 @@ from support.services import free_port, serve
 
 from tests.conftest import postgresql_only
 from tests.load_client import Outcome, Request, fetch
-from tests.outage_settings import EXPECTED_OUTAGE
 from tests.server import ROOT
 from tests.throwaway_postgres import Cluster, missing, throwaway_cluster
+
+if settings.DATABASE != "postgresql":  # the server's settings below need PostgreSQL
+    pytest.skip("a PostgreSQL cluster of its own", allow_module_level=True)
+
+from tests.outage_settings import EXPECTED_OUTAGE
 
 pytestmark = [
     postgresql_only("a PostgreSQL server restart"),
