@@ -265,8 +265,16 @@ def reusable(
 REUSED: list[tuple[Callable[..., Any], dict[str, Any]]] = [
     *reusable(test_seeds, without=("test_sync_orm_in_async_code_is_refused_with_the_async_form",)),
     *reusable(test_api, "test_async_for_over_querysets"),
-    *reusable(test_transactions),
-    *reusable(test_pool, without=("test_pool_options_are_checked",)),
+    # (holds a session-level advisory lock: PgBouncer's transaction mode moves sessions)
+    *reusable(test_transactions, without=("test_gather_outside_a_transaction_runs_in_parallel",)),
+    *reusable(
+        test_pool,
+        "test_an_operation_borrows_a_connection_for_its_own_duration",
+        "test_a_task_awaiting_something_else_holds_no_connection",
+        "test_a_transaction_holds_its_connection_until_it_ends",
+        "test_concurrent_operations_use_separate_connections",
+        "test_unpooled_alias_reports_no_pool",
+    ),
     *[
         (test, {"alias": alias})
         for test in (
