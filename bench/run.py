@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from support.services import free_port, wait_for_port
 
 from bench import common, db, load, report
 
@@ -126,12 +127,6 @@ def run_micro(contenders: list[str], sizes: common.Sizes) -> list[dict[str, Any]
 # Workload F.
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def peak_rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -161,17 +156,7 @@ def uvicorn_server(mode: str, pool: str) -> Iterator[tuple[int, int, dict[str, s
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"uvicorn did not start: {proc.communicate()[1][-2000:]}"
-                    ) from None
-                time.sleep(0.05)
+        wait_for_port(port, proc, seconds=30)
         yield port, proc.pid, info
     finally:
         if proc.poll() is None:
