@@ -387,21 +387,12 @@ class Checker(ast.NodeVisitor):
                     )
         self.generic_visit(node)
 
-    def visit_If(self, node: ast.If) -> None:
+    def visit_condition(self, node: ast.If | ast.While | ast.IfExp | ast.Assert) -> None:
+        """``if``, ``while``, ``... if ... else ...`` and ``assert`` all test ``node.test``."""
         self.check_truth(node.test)
         self.generic_visit(node)
 
-    def visit_While(self, node: ast.While) -> None:
-        self.check_truth(node.test)
-        self.generic_visit(node)
-
-    def visit_IfExp(self, node: ast.IfExp) -> None:
-        self.check_truth(node.test)
-        self.generic_visit(node)
-
-    def visit_Assert(self, node: ast.Assert) -> None:
-        self.check_truth(node.test)
-        self.generic_visit(node)
+    visit_If = visit_While = visit_IfExp = visit_Assert = visit_condition
 
     def visit_BoolOp(self, node: ast.BoolOp) -> None:
         for value in node.values:
