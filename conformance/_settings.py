@@ -31,12 +31,22 @@ _CHECKOUT = hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode())
 ALIASES = ("default", "other")
 
 
-def server() -> dict[str, str]:
+# Database -> (the database to connect to, the environment variables' prefix,
+# the default user and port), as in tests/settings.py.
+SERVERS = {
+    "postgresql": ("postgres", "AORM_PG", "postgres", "5432"),
+    "mysql": ("mysql", "AORM_MYSQL_", "root", "3306"),
+}
+
+
+def server(database: str) -> dict[str, str]:
+    """Where a database's server is: ``<prefix>USER``, ``<prefix>HOST``, ``<prefix>PORT``."""
+    name, prefix, user, port = SERVERS[database]
     return {
-        "NAME": "postgres",
-        "USER": os.environ.get("AORM_PGUSER", "postgres"),
-        "HOST": os.environ.get("AORM_PGHOST", "127.0.0.1"),
-        "PORT": os.environ.get("AORM_PGPORT", "5432"),
+        "NAME": name,
+        "USER": os.environ.get(f"{prefix}USER", user),
+        "HOST": os.environ.get(f"{prefix}HOST", "127.0.0.1"),
+        "PORT": os.environ.get(f"{prefix}PORT", port),
     }
 
 
@@ -49,17 +59,8 @@ def test_database_prefix(flavour: str) -> str:
 def postgresql(engine: str, flavour: str) -> dict[str, dict[str, Any]]:
     prefix = test_database_prefix(flavour)
     return {
-        alias: {"ENGINE": engine, **server(), "TEST": {"NAME": prefix + alias}}
+        alias: {"ENGINE": engine, **server("postgresql"), "TEST": {"NAME": prefix + alias}}
         for alias in ALIASES
-    }
-
-
-def mysql_server() -> dict[str, str]:
-    return {
-        "NAME": "mysql",
-        "USER": os.environ.get("AORM_MYSQL_USER", "root"),
-        "HOST": os.environ.get("AORM_MYSQL_HOST", "127.0.0.1"),
-        "PORT": os.environ.get("AORM_MYSQL_PORT", "3306"),
     }
 
 
@@ -68,7 +69,7 @@ def mysql(engine: str, flavour: str) -> dict[str, dict[str, Any]]:
     return {
         alias: {
             "ENGINE": engine,
-            **mysql_server(),
+            **server("mysql"),
             "TEST": {"NAME": prefix + alias, "CHARSET": "utf8mb4"},
         }
         for alias in ALIASES

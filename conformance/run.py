@@ -184,11 +184,7 @@ def driver_version(database: str) -> str:
     if database == "mysql":
         from importlib.metadata import version
 
-        server = subprocess.run(
-            ["mysql", "-N", "-e", "SELECT VERSION()", *mysql_client_args()],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        server = mysql_output("SELECT VERSION()").strip()
         return f"mysqlclient {version('mysqlclient')}, asyncmy {version('asyncmy')}, {server}"
     import sqlite3
 
@@ -210,19 +206,28 @@ def baseline_key(database: str, labels: list[str], parallel: int) -> str:
 
 def server_address(database: str) -> tuple[str, int] | None:
     """Where a database's server listens (None: SQLite, no server)."""
-    from conformance._settings import mysql_server, server
+    from conformance._settings import server
 
     if database == "sqlite":
         return None
-    params = server() if database == "postgresql" else mysql_server()
+    params = server(database)
     return params["HOST"], int(params["PORT"])
 
 
 def mysql_client_args() -> list[str]:
-    from conformance._settings import mysql_server
+    from conformance._settings import server
 
-    params = mysql_server()
+    params = server("mysql")
     return [f"-u{params['USER']}", f"-h{params['HOST']}", f"-P{params['PORT']}"]
+
+
+def mysql_output(statement: str) -> str:
+    """What the ``mysql`` client prints for ``statement`` (no column names)."""
+    return subprocess.run(
+        ["mysql", "-N", "-e", statement, *mysql_client_args()],
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 def unavailable(database: str) -> str | None:
@@ -303,18 +308,14 @@ def drop_test_databases(database: str, flavour: str) -> None:
 
     prefix = test_database_prefix(flavour)
     if database == "mysql":
-        listed = subprocess.run(
-            ["mysql", "-N", "-e", "SHOW DATABASES", *mysql_client_args()],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
+        listed = mysql_output("SHOW DATABASES").split()
         for name in (name for name in listed if name.startswith(prefix)):
             drop = f"DROP DATABASE IF EXISTS `{name}`"
             subprocess.run(["mysql", "-e", drop, *mysql_client_args()], check=False)
         return
     import psycopg
 
-    params = server()
+    params = server("postgresql")
     with psycopg.connect(
         dbname=params["NAME"],
         user=params["USER"],
