@@ -300,29 +300,24 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{key}: {title}", fontsize=10)
         ax.set_ylabel("operations/s (median, min-max)")
     panel = len(titles)
-    if sqlite:
+    # One panel per other database that ran: its contenders, workloads and title.
+    databases = [
+        (sqlite, common.SQLITE_WORKLOADS, "SQLite: A, B, D (stock Django vs aorm)"),
+        (mysql, common.WORKLOADS, f"MariaDB: A-E, pools of {results['meta']['pool_size']}"),
+    ]
+    for names, workloads, title in databases:
+        if not names:
+            continue
         ax = flat[panel]
         panel += 1
         labels, entries, colors = [], [], []
-        for key in common.SQLITE_WORKLOADS:
-            for name in sqlite:
-                labels.append(f"{key}: {name}")
-                entries.append(summary[name].get(key, {}).get("ops_per_s"))
-                colors.append(colours[name])
-        bars(ax, labels, entries, colors)
-        ax.set_title("SQLite: A, B, D (stock Django vs aorm)", fontsize=10)
-        ax.set_ylabel("operations/s (median, min-max)")
-    if mysql:
-        ax = flat[panel]
-        panel += 1
-        labels, entries, colors = [], [], []
-        for key in common.WORKLOADS:
-            for name in mysql:
+        for key in workloads:
+            for name in names:
                 labels.append(f"{key}: {name.removesuffix('-mysql')}")
                 entries.append(summary[name].get(key, {}).get("ops_per_s"))
                 colors.append(colours[name])
         bars(ax, labels, entries, colors)
-        ax.set_title(f"MariaDB: A-E, pools of {results['meta']['pool_size']}", fontsize=10)
+        ax.set_title(title, fontsize=10)
         ax.set_ylabel("operations/s (median, min-max)")
     for workload in common.WEB_WORKLOADS:
         if workload not in web:
