@@ -141,6 +141,13 @@ class Connection:
         if self.holds_writer and not self.busy and not self.raw.in_transaction:
             self.source.writer.release(self)  # type: ignore[union-attr]
 
+    def call_ending_transaction(self, fn: Callable[..., Any], *args: Any) -> None:
+        """A call that may end the transaction: the write lock is released with it."""
+        try:
+            self.call(fn, *args)
+        finally:
+            self.transaction_may_have_ended()
+
     # -- DB-API
 
     def cursor(self, factory: type[sqlite3.Cursor] | None = None) -> Cursor:
@@ -152,17 +159,11 @@ class Connection:
 
     def commit(self) -> None:
         if self.busy or self.raw.in_transaction:
-            try:
-                self.call(self.raw.commit)
-            finally:
-                self.transaction_may_have_ended()
+            self.call_ending_transaction(self.raw.commit)
 
     def rollback(self) -> None:
         if self.busy or self.raw.in_transaction:
-            try:
-                self.call(self.raw.rollback)
-            finally:
-                self.transaction_may_have_ended()
+            self.call_ending_transaction(self.raw.rollback)
 
     def close(self) -> None:
         """Django is done with the connection: roll back what it left, give it back."""
@@ -193,10 +194,7 @@ class Connection:
         if level == self.raw.isolation_level and not self.busy:
             return
         if self.busy or self.raw.in_transaction:  # setting it may commit
-            try:
-                self.call(setattr, self.raw, "isolation_level", level)
-            finally:
-                self.transaction_may_have_ended()
+            self.call_ending_transaction(setattr, self.raw, "isolation_level", level)
         else:
             self.raw.isolation_level = level  # type: ignore[assignment]
 
