@@ -8,6 +8,11 @@ server.
 import os
 import tempfile
 
+from support import example
+
+# The seeds' Student model and views: the example project's app, installed as is.
+example.make_importable()
+
 SECRET_KEY = "aorm-tests"
 USE_TZ = True
 TIME_ZONE = "Europe/Paris"
@@ -17,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "aorm",
+    "students",
     "tests.app",
 ]
 MIDDLEWARE = [
@@ -31,20 +37,14 @@ ALLOWED_HOSTS = ["*"]
 DATABASE = os.environ.get("AORM_TEST_DATABASE", "postgresql")
 TEST_NAME = os.environ.get("AORM_TEST_NAME", "test_aorm")
 
-if DATABASE == "postgresql":
-    _server = {
-        # A server started by a test uses the test database by this name.
-        "NAME": os.environ.get("AORM_TEST_USE_NAME", "postgres"),
-        "USER": os.environ.get("AORM_PGUSER", "postgres"),
-        "HOST": os.environ.get("AORM_PGHOST", "127.0.0.1"),
-        "PORT": os.environ.get("AORM_PGPORT", "5432"),
-    }
-    _aorm_engine = "aorm.backends.postgresql"
-    _stock_engine = "django.db.backends.postgresql"
-    _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
-    _test = {"NAME": TEST_NAME}
-    _unpooled: dict[str, object] = {"pool": False}
-elif DATABASE == "sqlite":
+# The database servers: the prefix of the environment variables that move them, and
+# their defaults (database, user, port).
+_SERVERS = {
+    "postgresql": ("AORM_PG", "postgres", "postgres", "5432"),
+    "mysql": ("AORM_MYSQL_", "mysql", "root", "3306"),
+}
+
+if DATABASE == "sqlite":
     # A file database, as in production: WAL, several connections, real locks.
     # One file per run, so that concurrent runs don't collide; a server started
     # by a test uses the test's file.
@@ -52,26 +52,28 @@ elif DATABASE == "sqlite":
         tempfile.gettempdir(), f"{TEST_NAME}-{os.getpid()}.sqlite3"
     )
     _server = {"NAME": _file}
-    _aorm_engine = "aorm.backends.sqlite3"
-    _stock_engine = "django.db.backends.sqlite3"
-    _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
     _test = {"NAME": _file}
-    _unpooled = {"pool": False}
-elif DATABASE == "mysql":
-    # MariaDB or MySQL; the test database is created by Django, named by TEST_NAME.
+elif DATABASE in _SERVERS:
+    _prefix, _name, _user, _port = _SERVERS[DATABASE]
     _server = {
-        "NAME": os.environ.get("AORM_TEST_USE_NAME", "mysql"),
-        "USER": os.environ.get("AORM_MYSQL_USER", "root"),
-        "HOST": os.environ.get("AORM_MYSQL_HOST", "127.0.0.1"),
-        "PORT": os.environ.get("AORM_MYSQL_PORT", "3306"),
+        # A server started by a test uses the test database by this name.
+        "NAME": os.environ.get("AORM_TEST_USE_NAME", _name),
+        "USER": os.environ.get(f"{_prefix}USER", _user),
+        "HOST": os.environ.get(f"{_prefix}HOST", "127.0.0.1"),
+        "PORT": os.environ.get(f"{_prefix}PORT", _port),
     }
-    _aorm_engine = "aorm.backends.mysql"
-    _stock_engine = "django.db.backends.mysql"
-    _pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
-    _test = {"NAME": TEST_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
-    _unpooled = {"pool": False}
+    # The test database is created by Django, named by TEST_NAME.
+    _test = {"NAME": TEST_NAME}
+    if DATABASE == "mysql":  # MariaDB or MySQL
+        _test.update(CHARSET="utf8mb4", COLLATION="utf8mb4_unicode_ci")
 else:
     raise ValueError(f"AORM_TEST_DATABASE={DATABASE!r}: expected postgresql, sqlite or mysql")
+
+_module = "sqlite3" if DATABASE == "sqlite" else DATABASE
+_aorm_engine = f"aorm.backends.{_module}"
+_stock_engine = f"django.db.backends.{_module}"
+_pool = {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}}
+_unpooled: dict[str, object] = {"pool": False}
 
 DATABASES = {
     # The alias under test: aorm's backend, pooled where the database pools.

@@ -36,8 +36,7 @@ def wal_size() -> int:
 
 async def committer(count: int) -> None:
     from django.db import transaction
-
-    from tests.app.models import Student
+    from students.models import Student
 
     for i in range(count):
         async with transaction.atomic():
@@ -53,7 +52,7 @@ async def committer(count: int) -> None:
 
 
 async def second() -> None:
-    from tests.app.models import Student
+    from students.models import Student
 
     print("writing", flush=True)
     await Student.objects.acreate(name="second", age=0)

@@ -21,8 +21,9 @@ from asgiref.sync import sync_to_async
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Count, F, Model, Prefetch, QuerySet, Sum, prefetch_related_objects
 from django.db.models.query import aprefetch_related_objects
+from students.models import Student
 
-from tests.app.models import Author, Book, Note, Student, Tag
+from tests.app.models import Author, Book, Note, Tag
 from tests.conftest import ALL_DATABASES
 
 pytestmark = ALL_DATABASES
@@ -218,7 +219,9 @@ async def evaluate(call: Call) -> Any:
         await call(Student.objects.values_list("name", "age"), "list"),
         await call(Student.objects.values_list("name", flat=True), "list"),
         await call(Book.objects.select_related("author"), "list"),
-        await call(Student.objects.raw("SELECT * FROM app_student WHERE age > %s", [20]), "list"),
+        await call(
+            Student.objects.raw("SELECT * FROM students_student WHERE age > %s", [20]), "list"
+        ),
     )
 
 
@@ -312,7 +315,7 @@ async def test_async_for_over_querysets(sql_log: Any) -> None:
     await sync_to_async(seed)()
     sql_log.clear()
     students = [s.name async for s in Student.objects.filter(age__gte=20)]
-    raw = [s.name async for s in Student.objects.raw("SELECT * FROM app_student ORDER BY id")]
+    raw = [s.name async for s in Student.objects.raw("SELECT * FROM students_student ORDER BY id")]
     assert students == ["s1", "s2", "s3", "s4"]
     assert raw == ["s0", "s1", "s2", "s3", "s4"]
     assert len(sql_log.statements) == 2

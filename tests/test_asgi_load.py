@@ -53,10 +53,10 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import OperationalError, connection, connections, transaction
+from students.models import Student
 from support.services import free_port, serve
 
 import aorm
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES, postgresql_only
 from tests.load_client import Outcome, Request, fetch, run_load
 from tests.loadapp.logs import EXPECTED_FAULT

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connection
+from students.models import Student
 
-from tests.app.models import Author, Book, Student, Tag
+from tests.app.models import Author, Book, Tag
 from tests.conftest import ALL_DATABASES
 
 pytestmark = ALL_DATABASES

@@ -10,9 +10,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django import forms
 from django.db import DataError, IntegrityError, OperationalError, connections
 from django.db.models.signals import post_save
+from students.models import Student
 
 import aorm
-from tests.app.models import Author, Book, Student
+from tests.app.models import Author, Book
 from tests.conftest import (
     ALL_DATABASES,
     postgresql_only,

@@ -130,8 +130,7 @@ def test_backend_without_the_app_is_an_error(monkeypatch: pytest.MonkeyPatch) ->
 async def test_without_the_app_async_queries_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without aorm's routing, Django's a-methods would run in threads: the backend refuses."""
     from django.db.models import QuerySet
-
-    from tests.app.models import Student
+    from students.models import Student
 
     def reconnect() -> None:
         connections["default"].close()

@@ -17,9 +17,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection, transaction
 from django.test import AsyncClient, TestCase, TransactionTestCase
+from students.models import Student
 
 import aorm
-from tests.app.models import Author, Student
+from tests.app.models import Author
 from tests.conftest import recording_sql
 from tests.server import ROOT
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from students.models import Student
 
 from aorm import _loops
 from aorm._pool import AsyncPool, pool_key
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES
 
 

@@ -24,9 +24,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connections, models, transaction
 from django.db.utils import load_backend
+from students.models import Student
 
 import aorm
-from tests.app.models import Author, Book, Student
+from tests.app.models import Author, Book
 from tests.conftest import ALL_DATABASES
 from tests.load_client import Outcome, Request, run_load
 from tests.server import uvicorn_server
@@ -180,9 +181,9 @@ async def test_errors_are_djangos_with_mysqlclients_codes_and_messages() -> None
             "IntegrityError",
             1048,
             _sql,
-            ("INSERT INTO app_student (name, age) VALUES ('a', NULL)",),
+            ("INSERT INTO students_student (name, age) VALUES ('a', NULL)",),
         ),
-        ("OperationalError", 1054, _sql, ("SELECT nope FROM app_student",)),
+        ("OperationalError", 1054, _sql, ("SELECT nope FROM students_student",)),
         ("ProgrammingError", 1064, _sql, ("SELEC 1",)),
         ("ProgrammingError", 1146, _sql, ("SELECT * FROM no_such_table",)),
     ]

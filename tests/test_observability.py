@@ -23,9 +23,10 @@ from django.db import connection, reset_queries, transaction
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from students.models import Student
 
 import aorm
-from tests.app.models import Author, Book, Student
+from tests.app.models import Author, Book
 from tests.conftest import ALL_DATABASES, SqlLog
 from tests.server import uvicorn_server
 

@@ -22,11 +22,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connections, transaction
 from django.db.utils import load_backend
+from students.models import Student
 
 import aorm
 from aorm import _loops
 from aorm._pool import DEFAULT_OPTIONS, AsyncPool, PoolTimeout, pool_key
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions
 from tests.test_errors import backend_pid
 

@@ -245,7 +245,7 @@ async def test_a_restart_under_load(cluster: Cluster, mode: str, health_checks: 
 
     acknowledged = _acknowledged(outcomes)
     with cluster.connect(connection.settings_dict["NAME"]) as conn:
-        rows = [name for (name,) in conn.execute("SELECT name FROM app_student")]
+        rows = [name for (name,) in conn.execute("SELECT name FROM students_student")]
     assert sorted(name for name in rows if name in set(acknowledged)) == sorted(acknowledged)
 
     assert pool["waiting"] == 0 and pool["size"] <= POOL_MAX_SIZE, pool

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
+from students.models import Student
 
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES
 from tests.server import uvicorn_server
 
@@ -76,7 +76,7 @@ async def test_seed_method_table() -> None:
     assert (await Student.objects.afirst()).name == "Aman"  # type: ignore[union-attr]
     assert (await Student.objects.alast()).name == "Aman"  # type: ignore[union-attr]
     assert await Student.objects.filter(age=20).aupdate(age=21) == 1
-    assert await Student.objects.all().adelete() == (1, {"app.Student": 1})
+    assert await Student.objects.all().adelete() == (1, {"students.Student": 1})
 
 
 async def test_sync_orm_in_async_code_is_refused_with_the_async_form() -> None:

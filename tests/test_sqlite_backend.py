@@ -16,11 +16,12 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import OperationalError, connections, transaction
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper
 from django.test.utils import CaptureQueriesContext
+from students.models import Student
 
 import aorm
 from aorm.backends.sqlite3.base import DatabaseWrapper
 from aorm.backends.sqlite3.dbapi import PREFETCH_ROWS
-from tests.app.models import Author, Book, Student, Tag
+from tests.app.models import Author, Book, Tag
 from tests.conftest import ALL_DATABASES, SqlLog
 
 pytestmark = [
@@ -123,7 +124,7 @@ async def test_iteration_beyond_the_prefetched_rows() -> None:
 
     def raw_fetches() -> tuple[Any, list[Any], list[Any]]:
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT age FROM app_student ORDER BY id")
+            cursor.execute("SELECT age FROM students_student ORDER BY id")
             return cursor.fetchone(), cursor.fetchmany(3), cursor.fetchall()
 
     first, some, rest = await aorm.run(raw_fetches)
@@ -258,7 +259,7 @@ async def test_a_write_turn_waits_at_most_the_sqlite_timeout() -> None:
             # would wait for SQLite's busy timeout, then fail the same way).
             try:
                 with impatient.cursor() as cursor:
-                    cursor.execute("INSERT INTO app_student (name, age) VALUES ('x', 1)")
+                    cursor.execute("INSERT INTO students_student (name, age) VALUES ('x', 1)")
             finally:
                 impatient.close()
 
@@ -275,7 +276,7 @@ async def test_transaction_mode_option(sql_log: SqlLog) -> None:
             immediate.ensure_connection()
             immediate._start_transaction_under_autocommit()  # what atomic() does on SQLite
             with immediate.cursor() as cursor:
-                cursor.execute("INSERT INTO app_student (name, age) VALUES ('i', 1)")
+                cursor.execute("INSERT INTO students_student (name, age) VALUES ('i', 1)")
             immediate.commit()
         finally:
             immediate.close()
@@ -298,7 +299,7 @@ async def test_transactions_take_write_turns_unless_deferred(sql_log: SqlLog) ->
                 db.ensure_connection()
                 db._start_transaction_under_autocommit()  # what atomic() does on SQLite
                 with db.cursor() as cursor:
-                    cursor.execute("SELECT count(*) FROM app_student")
+                    cursor.execute("SELECT count(*) FROM students_student")
                 inside[0] += 1
                 inside[1] = max(inside)
                 aorm.await_(asyncio.sleep(0.1))
@@ -323,9 +324,9 @@ async def test_transactions_take_write_turns_unless_deferred(sql_log: SqlLog) ->
             db.ensure_connection()
             db._start_transaction_under_autocommit()
             with db.cursor() as cursor:
-                cursor.execute("INSERT INTO app_student (name, age) VALUES ('d', 1)")
-                cursor.execute("SELECT count(*) FROM app_student")
-                cursor.execute("INSERT INTO app_student (name, age) VALUES ('d', 2)")
+                cursor.execute("INSERT INTO students_student (name, age) VALUES ('d', 1)")
+                cursor.execute("SELECT count(*) FROM students_student")
+                cursor.execute("INSERT INTO students_student (name, age) VALUES ('d', 2)")
             db.commit()
         finally:
             db.close()

@@ -128,5 +128,5 @@ def test_a_writer_killed_inside_atomic_loses_only_its_open_transaction(tmp_path:
 
     with sqlite3.connect(database) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        names = [name for (name,) in db.execute("SELECT name FROM app_student ORDER BY id")]
+        names = [name for (name,) in db.execute("SELECT name FROM students_student ORDER BY id")]
     assert names == [f"committed-{i}" for i in range(COMMITS)] + ["second"]

@@ -44,9 +44,9 @@ from typing import Any
 import pytest
 from asgiref.sync import SyncToAsync
 from django.db import OperationalError, connections
+from students.models import Student
 
 import aorm
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES, postgresql_only
 from tests.tcp_proxy import StallingProxy
 

@@ -12,9 +12,10 @@ from django.conf import settings
 from django.db import IntegrityError, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.test import AsyncClient, override_settings
+from students.models import Student
 
 import aorm
-from tests.app.models import Author, Student
+from tests.app.models import Author
 from tests.conftest import (
     ALL_DATABASES,
     postgresql_only,

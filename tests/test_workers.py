@@ -46,9 +46,9 @@ from typing import Any
 import psycopg
 import pytest
 from django.db import connection
+from students.models import Student
 from support.services import free_port, serve
 
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES, postgresql_only
 from tests.load_client import Outcome, Request, run_load
 from tests.server import ROOT

@@ -3,16 +3,6 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 
-class Student(models.Model):
-    """The seeds' model."""
-
-    name = models.CharField(max_length=100)
-    age = models.IntegerField()
-
-    class Meta:
-        ordering = ["id"]
-
-
 class Note(models.Model):
     text = models.CharField(max_length=100)
     content_type = models.ForeignKey(ContentType, models.CASCADE)

@@ -1,39 +1,10 @@
-"""The seeds' async views, verbatim."""
+"""The views of the ATOMIC_REQUESTS tests (the seeds' views are the students app's)."""
 
 from django.db import transaction
 from django.http import JsonResponse
+from students.models import Student
 
 import aorm
-
-from .models import Student
-
-
-async def student_list(request):
-    students = await Student.objects.all()
-    data = [{"name": s.name, "age": s.age} for s in students]
-    return JsonResponse(data, safe=False)
-
-
-# fmt: off
-async def example_view(request):
-
-    # Create
-    await Student.objects.acreate(name="Ravi", age=21)
-
-    # Get one
-    student = await Student.objects.aget(name="Ravi")
-
-    # Count
-    total = await Student.objects.acount()
-
-    return JsonResponse({
-        "student": student.name,
-        "total_students": total
-    })
-# fmt: on
-
-
-# Views for the ATOMIC_REQUESTS tests.
 
 
 async def atomic_fail(request):

@@ -35,9 +35,9 @@ from typing import Any
 
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from students.models import Student
 
 import aorm
-from tests.app.models import Student
 
 SIGNAL = b"holding a connection\n"
 
