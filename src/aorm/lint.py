@@ -208,23 +208,17 @@ class Checker(ast.NodeVisitor):
             self.scope.used.update(names_loaded(node))  # a closure reads the outer names
         self.check_async_body(node.body, node)
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        outer, self.scope = self.scope, None  # synchronous code: only AORM001 applies
+    def visit_sync_function(self, node: ast.FunctionDef | ast.Lambda) -> None:
+        """A ``def`` or a ``lambda``: synchronous code, where only AORM001 applies."""
+        outer, self.scope = self.scope, None
         try:
             if outer is not None:
-                outer.used.update(names_loaded(node))
+                outer.used.update(names_loaded(node))  # a closure reads the outer names
             self.generic_visit(node)
         finally:
             self.scope = outer
 
-    def visit_Lambda(self, node: ast.Lambda) -> None:
-        outer, self.scope = self.scope, None
-        try:
-            if outer is not None:
-                outer.used.update(names_loaded(node))
-            self.generic_visit(node)
-        finally:
-            self.scope = outer
+    visit_FunctionDef = visit_Lambda = visit_sync_function
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         outer, self.scope = self.scope, None
