@@ -4,7 +4,7 @@ and cancellation-safe.
 The load tests start a real ASGI server (uvicorn, daphne and granian) in
 a subprocess on the test database, serving :mod:`tests.loadapp` with a pool of
 :data:`POOL_MAX_SIZE` connections whose sessions carry their own
-``application_name``, and drive it over loopback with :mod:`tests.load_client`:
+``application_name``, and drive it over loopback with :mod:`support.load_client`:
 
 - 2,000 requests at concurrency 100; a quarter hang up mid-request (half a few
   milliseconds after sending, mostly while the view waits in the pool's line;
@@ -54,11 +54,11 @@ import psycopg
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 from students.models import Student
+from support.load_client import Outcome, Request, fetch, run_load
 from support.services import free_port, serve
 
 import aorm
 from tests.conftest import ALL_DATABASES, postgresql_only
-from tests.load_client import Outcome, Request, fetch, run_load
 from tests.loadapp.logs import EXPECTED_FAULT
 from tests.loadapp.views import SIGNAL
 from tests.server import ROOT

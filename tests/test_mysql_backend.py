@@ -25,11 +25,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, connections, models, transaction
 from django.db.utils import load_backend
 from students.models import Student
+from support.load_client import Outcome, Request, run_load
 
 import aorm
 from tests.app.models import Author, Book
 from tests.conftest import ALL_DATABASES
-from tests.load_client import Outcome, Request, run_load
 from tests.server import uvicorn_server
 
 pytestmark = [

@@ -48,10 +48,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, connections
 from pytest_django import DjangoDbBlocker
+from support.load_client import Outcome, Request, fetch
 from support.services import free_port, serve
 
 from tests.conftest import postgresql_only
-from tests.load_client import Outcome, Request, fetch
 from tests.server import ROOT
 from tests.throwaway_postgres import Cluster, missing, throwaway_cluster
 

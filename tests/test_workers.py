@@ -5,7 +5,7 @@ The tests start the load test's project (:mod:`tests.loadapp`: the seeds'
 transaction.atomic()`` and await between queries) under ``uvicorn --workers
 4`` and under gunicorn with uvicorn's worker class (``uvicorn_worker``), with
 a pool of :data:`POOL_MAX_SIZE` connections per worker, sessions named by
-their own ``application_name``. :mod:`tests.load_client` drives them over
+their own ``application_name``. :mod:`support.load_client` drives them over
 loopback while :func:`_watch` samples ``pg_stat_activity``, and maps each
 session to the worker process that holds its socket (the session's
 ``client_port`` is the local port of one of the worker's TCP sockets, read
@@ -47,10 +47,10 @@ import psycopg
 import pytest
 from django.db import connection
 from students.models import Student
+from support.load_client import Outcome, Request, run_load
 from support.services import free_port, serve
 
 from tests.conftest import ALL_DATABASES, postgresql_only
-from tests.load_client import Outcome, Request, run_load
 from tests.server import ROOT
 from tests.test_asgi_load import HOST, _drop_own_connections, _monitor_params, monitor
 
