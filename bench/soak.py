@@ -1,11 +1,11 @@
-"""`make soak`: 100,000 requests against one uvicorn server of the test app (20 minutes here).
+"""`make soak`: 100,000 requests against one uvicorn server of the soak's app (20 minutes here).
 
 A long run, not a unit test (it is not part of `make test`). It creates the database
 ``aorm_soak`` (``AORM_SOAK_DB``) on the PostgreSQL the tests use, migrates it, serves
 :mod:`bench.soak_app` (the seeds' views, atomic blocks with ``asyncio.gather``, slow
 queries, and a diagnostics view) with ``uvicorn`` in a subprocess, with a pool of
 :data:`POOL_MAX_SIZE` connections, and sends the requests over loopback with
-:mod:`tests.load_client`, :data:`CONCURRENCY` at a time, a share of them abandoned by
+:mod:`support.load_client`, :data:`CONCURRENCY` at a time, a share of them abandoned by
 the client mid-request (hang-ups, which cancel the view).
 
 The requests go in rounds; after each, the server's diagnostics (RSS, live greenlets,
@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from tests.load_client import Outcome, Request, fetch, run_load
-from tests.server import free_port, wait_for_port
+from support.load_client import Outcome, Request, fetch, run_load
+from support.services import free_port, wait_for_port
 
 from aorm.bridge import _MAX_IDLE_WORKERS as MAX_IDLE_WORKERS
 
@@ -135,11 +135,7 @@ def server_environ(application_name: str) -> dict[str, str]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "DJANGO_SETTINGS_MODULE": "bench.soak_settings",
-        "AORM_TEST_DATABASE": "postgresql",
-        "AORM_TEST_USE_NAME": DATABASE,
-        "AORM_LOAD_POOL_MAX_SIZE": str(POOL_MAX_SIZE),
-        "AORM_LOAD_APPLICATION_NAME": application_name,
-        "AORM_SOAK_MAX_IDLE": str(MAX_IDLE),
+        "AORM_SOAK_APPLICATION_NAME": application_name,
     }
     environ.pop("PYTHONWARNINGS", None)
     return environ
@@ -154,7 +150,7 @@ def migrate(environ: dict[str, str]) -> None:
     )
     with psycopg.connect(**PG, dbname=DATABASE, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO app_student (name, age) "
+            "INSERT INTO students_student (name, age) "
             "SELECT 'student ' || i, 15 + i %% 10 FROM generate_series(1, %s) AS i",
             [STUDENTS],
         )
@@ -309,7 +305,7 @@ def serve_and_soak(total: int, seed: int, on_round: Callable[[Soak], object]) ->
     environ = server_environ(name)
     migrate(environ)
     command = [
-        sys.executable, "-W", "default", "-m", "uvicorn", "tests.asgi:application",
+        sys.executable, "-W", "default", "-m", "uvicorn", "bench.webapp.asgi:application",
         f"--host={HOST}", f"--port={port}", "--log-level=warning", "--no-access-log",
     ]  # fmt: skip
     with tempfile.TemporaryFile("w+") as err:
@@ -430,7 +426,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=random.randrange(1 << 32))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.md")
     args = parser.parse_args()
-    os.environ.setdefault("AORM_TEST_DATABASE", "postgresql")
     command = (
         "make soak"
         if args.requests == REQUESTS

@@ -15,7 +15,7 @@
   ``gc.collect()``), threads, the pool's stats, and the views the client's hang-ups
   cancelled. It exists only in this app.
 
-Served by ``tests.asgi:application`` with ``DJANGO_SETTINGS_MODULE=bench.soak_settings``.
+Served by ``bench.webapp.asgi:application`` with ``DJANGO_SETTINGS_MODULE=bench.soak_settings``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import greenlet
 from django.db import connections, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
-from tests.app.models import Student
-from tests.app.views import student_list
+from students.models import Student
+from students.views import student_list
 
 import aorm
 

@@ -1,23 +1,66 @@
-"""Settings of the soak's server (bench/soak.py): the ASGI load test's settings (a named
-pool of ``AORM_LOAD_POOL_MAX_SIZE`` connections, ``application_name`` from
-``AORM_LOAD_APPLICATION_NAME``, 500s logged to stderr), the soak's views, and a short
-``max_idle`` (``AORM_SOAK_MAX_IDLE`` seconds) so that the end of the run can show the
-pool shrinking back to ``min_size``.
+"""Settings of the soak's server (bench/soak.py): the seeds' ``students`` app and the soak's
+views on the soak's PostgreSQL database, with the pool the soak sizes.
+
+The pool: ``max_size`` :data:`bench.soak.POOL_MAX_SIZE`, a short ``max_idle``
+(:data:`bench.soak.MAX_IDLE`) so that the end of the run can show it shrinking back to
+``min_size``, and sessions named by ``AORM_SOAK_APPLICATION_NAME`` so that the soak finds
+them in ``pg_stat_activity``. Django's session and auth middleware are on, as in a
+project made by ``startproject``; every log record at WARNING or above goes to stderr,
+which the soak requires to stay empty.
 """
 
 import os
 
-from tests.loadapp.settings import *  # noqa: F403
-from tests.loadapp.settings import DATABASES
+from support import example
 
+from bench.soak import DATABASE, MAX_IDLE, PG, POOL_MAX_SIZE
+
+example.make_importable()
+
+SECRET_KEY = "aorm-soak"
+DEBUG = False
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "aorm",
+    "students",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 ROOT_URLCONF = "bench.soak_app"
-MAX_IDLE = float(os.environ.get("AORM_SOAK_MAX_IDLE", "5"))
 
-_options = DATABASES["default"]["OPTIONS"]
 DATABASES = {
-    **DATABASES,
     "default": {
-        **DATABASES["default"],
-        "OPTIONS": {**_options, "pool": {**_options["pool"], "max_idle": MAX_IDLE}},
+        "ENGINE": "aorm.backends.postgresql",
+        "NAME": DATABASE,
+        "USER": PG["user"],
+        "HOST": PG["host"],
+        "PORT": PG["port"],
+        "OPTIONS": {
+            "pool": {
+                "min_size": 1,
+                "max_size": POOL_MAX_SIZE,
+                "timeout": 10,
+                "max_idle": MAX_IDLE,
+            },
+            "application_name": os.environ["AORM_SOAK_APPLICATION_NAME"],
+        },
+    }
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(levelname)s %(name)s: %(message)s"}},
+    "loggers": {
+        "django.request": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
 }

@@ -1,4 +1,5 @@
-"""``uvicorn bench.webapp.asgi:application``, with BENCH_DJANGO=aorm or stock."""
+"""``uvicorn bench.webapp.asgi:application``: workload F's server, with BENCH_DJANGO=aorm or
+stock; the soak's too, with DJANGO_SETTINGS_MODULE=bench.soak_settings."""
 
 import os
 
