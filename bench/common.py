@@ -25,7 +25,7 @@ MYSQL_USER = os.environ.get("BENCH_MYSQL_USER", "root")
 POOL_SIZE = int(os.environ.get("BENCH_POOL_SIZE", "10"))
 
 TABLE = "bench_student"  # workloads A-E: `rows` students
-WEB_TABLE = "bench_web_student"  # workload F: the seeds' views, WEB_ROWS students
+WEB_TABLE = "students_student"  # workload F: the students app's Student, WEB_ROWS rows
 WEB_ROWS = 100
 
 # The same SQL shape for every contender. ORMs generate their own spelling of
@@ -107,37 +107,24 @@ class Sizes:
         return asdict(self)
 
 
-FULL = Sizes(
-    rows=10_000,
-    rounds=5,
-    request_ops=20,
-    a_ops=2000,
-    b_tasks=100,
-    c_ops=300,
-    d_ops=1000,
-    warmup_fraction=0.15,
-    f_rounds=3,
-    f_requests=2000,
-    f_warmup=300,
-    f_concurrency=100,
-    worker_timeout=240,
-)
-
-QUICK = Sizes(
-    rows=1000,
-    rounds=1,
-    request_ops=5,
-    a_ops=100,
-    b_tasks=20,
-    c_ops=20,
-    d_ops=50,
-    warmup_fraction=0.2,
-    f_rounds=1,
-    f_requests=200,
-    f_warmup=50,
-    f_concurrency=20,
-    worker_timeout=60,
-)
+# Each size: (FULL, QUICK).
+_SIZES = {
+    "rows": (10_000, 1000),
+    "rounds": (5, 1),
+    "request_ops": (20, 5),
+    "a_ops": (2000, 100),
+    "b_tasks": (100, 20),
+    "c_ops": (300, 20),
+    "d_ops": (1000, 50),
+    "warmup_fraction": (0.15, 0.2),
+    "f_rounds": (3, 1),
+    "f_requests": (2000, 200),
+    "f_warmup": (300, 50),
+    "f_concurrency": (100, 20),
+    "worker_timeout": (240, 60),
+}
+FULL = Sizes(**{name: full for name, (full, _) in _SIZES.items()})
+QUICK = Sizes(**{name: quick for name, (_, quick) in _SIZES.items()})
 
 # The contenders of workloads A-E on PostgreSQL, in the order of the output table.
 CONTENDERS = [

@@ -16,7 +16,12 @@ One settings module, one process per contender: only ``ENGINE`` and
 import json
 import os
 
+from support import example
+
 from bench import common
+
+# Workload F serves the seeds' Student model and views: the example app's `students` app.
+example.make_importable()
 
 MODE = os.environ.get("BENCH_DJANGO", "stock")
 DATABASE = os.environ.get("BENCH_DATABASE", "postgresql")
@@ -40,7 +45,7 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = [*_apps, "bench.djapp", "bench.webapp"]
+INSTALLED_APPS = [*_apps, "bench.djapp", "students"]
 # No middleware: workload F measures the ORM under Django's ASGI handler, not
 # middleware (the same for both servers anyway).
 MIDDLEWARE: list[str] = []

@@ -1,7 +1,8 @@
-"""The seeds' views (tests/app/views.py), for the load test.
+"""Workload F's views that differ from the seeds' (``students.views``, served verbatim).
 
-``student_list`` is verbatim. ``example_view`` is verbatim except for the
-name it creates: the seed creates "Ravi" then ``aget(name="Ravi")``, which
+``student_list_stock`` is ``student_list`` for stock Django, where a QuerySet is
+not awaitable: ``async for``. ``example_view`` is the seeds' verbatim except for
+the name it creates: the seed creates "Ravi" then ``aget(name="Ravi")``, which
 raises MultipleObjectsReturned from the second request on, so each request
 creates its own Ravi. Same three queries (INSERT, SELECT by name, COUNT).
 """
@@ -9,20 +10,12 @@ creates its own Ravi. Same three queries (INSERT, SELECT by name, COUNT).
 import itertools
 
 from django.http import JsonResponse
-
-from .models import Student
+from students.models import Student
 
 _request_numbers = itertools.count()
 
 
-async def student_list(request):
-    students = await Student.objects.all()
-    data = [{"name": s.name, "age": s.age} for s in students]
-    return JsonResponse(data, safe=False)
-
-
 async def student_list_stock(request):
-    """student_list for stock Django, where a QuerySet is not awaitable: ``async for``."""
     students = [s async for s in Student.objects.all()]
     data = [{"name": s.name, "age": s.age} for s in students]
     return JsonResponse(data, safe=False)
