@@ -410,12 +410,54 @@ async def test_cancelled_query_leaves_no_dirty_connection() -> None:
     task = asyncio.ensure_future(aorm.run(long_query_in_transaction))
     await asyncio.wait_for(querying.wait(), 5)
     task.cancel()
+    # The statement is stopped, whether it had started in the thread or not:
+    # run to its end, it takes over a minute.
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done, "the cancelled statement was not stopped"
     with pytest.raises(asyncio.CancelledError):
-        await task
+        task.result()
     # The transaction was rolled back and the write turn given back.
     await asyncio.wait_for(asyncio.gather(*(aorm.run(_write_ten) for _ in range(10))), 5)
     assert await Student.objects.filter(name="rolled back").acount() == 0
     assert await Student.objects.acount() == 100
+
+
+async def test_a_call_abandoned_before_it_starts_is_not_made() -> None:
+    """A statement cancelled while it waits in the I/O thread's queue never runs.
+
+    ``interrupt()`` is a no-op before a statement starts: without the check
+    before each call, the statement would run once the thread is free.
+    """
+    gate = threading.Event()
+    made = threading.Event()
+    queued = asyncio.Event()
+    dbapi: list[Any] = []
+
+    def statement_behind_a_blocked_thread() -> None:
+        connection = connections["default"]
+        connection.ensure_connection()
+        dbapi.append(connection.connection)
+        connection.connection.create_function("aorm_mark", 0, made.set)
+        connection.connection.io.future(gate.wait, 10)  # the thread waits on the gate
+        queued.set()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT aorm_mark()")
+
+    async def abandoned() -> None:
+        while not dbapi[0].busy:
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(aorm.run(statement_behind_a_blocked_thread))
+    await asyncio.wait_for(queued.wait(), 5)
+    task.cancel()
+    await asyncio.wait_for(abandoned(), 5)  # the cancellation reached the waiting call
+    gate.set()
+    # The task ends once the connection was reset, in the same thread, after the SELECT's turn.
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done
+    with pytest.raises(asyncio.CancelledError):
+        task.result()
+    assert not made.is_set()
 
 
 async def test_pool_exhaustion_names_the_alias_and_size() -> None:
