@@ -10,12 +10,14 @@ REPL would run them, as async code.
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from students import views as seed_views
 
 from aorm.lint import check_source, main
 from tests.server import ROOT
@@ -44,6 +46,8 @@ async def view(request):
     ),
 }
 
+SEED_VIEW_IMPORTS = "from django.http import JsonResponse\nfrom .models import Student\n\n"
+
 # The seeds' right forms and examples: no finding.
 SEEDS_RIGHT = {
     "correct await": """\
@@ -70,35 +74,9 @@ async with transaction.atomic():
     "awaited queryset": """\
 students = await Student.objects.filter(age=20)
 """,
-    "async view": """\
-from django.http import JsonResponse
-from .models import Student
-
-async def student_list(request):
-    students = await Student.objects.all()
-    data = [{"name": s.name, "age": s.age} for s in students]
-    return JsonResponse(data, safe=False)
-""",
-    "complete example": """\
-from django.http import JsonResponse
-from .models import Student
-
-async def example_view(request):
-
-    # Create
-    await Student.objects.acreate(name="Ravi", age=21)
-
-    # Get one
-    student = await Student.objects.aget(name="Ravi")
-
-    # Count
-    total = await Student.objects.acount()
-
-    return JsonResponse({
-        "student": student.name,
-        "total_students": total
-    })
-""",
+    # The seeds' two views: the students app's, verbatim, with the seeds' imports.
+    "async view": SEED_VIEW_IMPORTS + inspect.getsource(seed_views.student_list),
+    "complete example": SEED_VIEW_IMPORTS + inspect.getsource(seed_views.example_view),
     "profiles": """\
 from myapp.models import Profile
 

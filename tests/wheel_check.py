@@ -29,12 +29,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from support import example
 from support.services import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# A project of its own, outside the checkout: the seeds' model and views,
-# verbatim, served through Django's ASGI handler by its AsyncClient.
+# A project of its own, outside the checkout, around a copy of the example app's
+# students app (the seeds' model and views, verbatim, and its migrations), served
+# through Django's ASGI handler by its AsyncClient.
 SEED_PROJECT = {
     "seedsite/__init__.py": "",
     "seedsite/settings.py": """
@@ -60,29 +62,6 @@ SEED_PROJECT = {
             path("example/", views.example_view),
         ]
     """,
-    "students/__init__.py": "",
-    "students/models.py": """
-        from django.db import models
-
-        class Student(models.Model):
-            name = models.CharField(max_length=100)
-            age = models.IntegerField()
-    """,
-    "students/views.py": """
-        from django.http import JsonResponse
-        from .models import Student
-
-        async def student_list(request):
-            students = await Student.objects.all()
-            data = [{"name": s.name, "age": s.age} for s in students]
-            return JsonResponse(data, safe=False)
-
-        async def example_view(request):
-            await Student.objects.acreate(name="Ravi", age=21)
-            student = await Student.objects.aget(name="Ravi")
-            total = await Student.objects.acount()
-            return JsonResponse({"student": student.name, "total_students": total})
-    """,
     "check_seeds.py": """
         import asyncio, os, sys
         from pathlib import Path
@@ -92,15 +71,14 @@ SEED_PROJECT = {
         django.setup()
         import aorm
         from django.core.management import call_command
-        from django.db import connection, connections
+        from django.db import connections
         from django.test import AsyncClient
         from students.models import Student
 
         venv = Path(sys.prefix).resolve()
         assert Path(aorm.__file__).resolve().is_relative_to(venv), aorm.__file__
         call_command("check", fail_level="WARNING")
-        with connection.schema_editor() as editor:
-            editor.create_model(Student)
+        call_command("migrate", verbosity=0)
         Student.objects.bulk_create([Student(name="Aman", age=20), Student(name="Meera", age=21)])
 
         async def main():
@@ -147,6 +125,12 @@ def write_project(where: Path) -> None:
         path = where / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip())
+    # The app without its django-ninja API, which needs the demo's own project and packages.
+    shutil.copytree(
+        example.PROJECT / "students",
+        where / "students",
+        ignore=shutil.ignore_patterns("api.py", "__pycache__"),
+    )
 
 
 def fresh_venv(where: Path) -> Path:
