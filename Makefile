@@ -15,19 +15,23 @@ EXTRAS := postgresql,test,lint
 .PHONY: test checks lint pytest demo demo-reset clean conformance bench bench-smoke wheel-check browser \
 	docs mysql-client mysql-tz pgbouncer soak
 
-$(VENV)/.installed: pyproject.toml | mysql-client
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[$(EXTRAS)]" "Django>=5.2,<5.3"
-	$(VENV)/bin/pip install -q -e ".[mysql]" "Django>=5.2,<5.3" || echo "$(MYSQL_FAILED)"
+DJANGO_LTS := Django>=5.2,<5.3
+DJANGO_NEXT := Django>=6.0,<6.2
+
+# $(call venv,PYTHON,DJANGO): the virtualenv of the target's directory.
+define venv
+	$(1) -m venv $(@D)
+	$(@D)/bin/pip install -q --upgrade pip
+	$(@D)/bin/pip install -q -e ".[$(EXTRAS)]" "$(2)"
+	$(@D)/bin/pip install -q -e ".[mysql]" "$(2)" || echo "$(MYSQL_FAILED)"
 	touch $@
+endef
+
+$(VENV)/.installed: pyproject.toml | mysql-client
+	$(call venv,$(PYTHON),$(DJANGO_LTS))
 
 $(VENV_NEXT)/.installed: pyproject.toml | mysql-client
-	$(NEXT_PYTHON) -m venv $(VENV_NEXT)
-	$(VENV_NEXT)/bin/pip install -q --upgrade pip
-	$(VENV_NEXT)/bin/pip install -q -e ".[$(EXTRAS)]" "Django>=6.0,<6.2"
-	$(VENV_NEXT)/bin/pip install -q -e ".[mysql]" "Django>=6.0,<6.2" || echo "$(MYSQL_FAILED)"
-	touch $@
+	$(call venv,$(NEXT_PYTHON),$(DJANGO_NEXT))
 
 # MySQL/MariaDB: Django's sync side needs mysqlclient, which pip builds from
 # source against the client library's headers (Debian: libmariadb-dev and
