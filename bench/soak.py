@@ -24,7 +24,7 @@ caches and the pool have filled. It checks, and reports in ``bench/results/soak.
 ``python -m bench.soak --requests 5000`` is a short run; ``--out`` another report.
 
 Duration: the server process spends about 9 ms of CPU per request (a new connection,
-Django's request handling with the session and auth middleware, several queries), so
+Django's request handling, several queries), so
 100,000 requests take 15-20 minutes on one core; 5 minutes would need some 330
 requests/s, more than one uvicorn process gives on this machine.
 """

@@ -4,9 +4,8 @@ views on the soak's PostgreSQL database, with the pool the soak sizes.
 The pool: ``max_size`` :data:`bench.soak.POOL_MAX_SIZE`, a short ``max_idle``
 (:data:`bench.soak.MAX_IDLE`) so that the end of the run can show it shrinking back to
 ``min_size``, and sessions named by ``AORM_SOAK_APPLICATION_NAME`` so that the soak finds
-them in ``pg_stat_activity``. Django's session and auth middleware are on, as in a
-project made by ``startproject``; every log record at WARNING or above goes to stderr,
-which the soak requires to stay empty.
+them in ``pg_stat_activity``. Every log record at WARNING or above goes to stderr, which
+the soak requires to stay empty.
 """
 
 import os
@@ -22,17 +21,9 @@ DEBUG = False
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = [
-    "django.contrib.contenttypes",
-    "django.contrib.auth",
-    "django.contrib.sessions",
-    "aorm",
-    "students",
-]
-MIDDLEWARE = [
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-]
+INSTALLED_APPS = ["aorm", "students"]
+# No middleware: what the soak watches is aorm's (connections, greenlets, tasks).
+MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "bench.soak_app"
 
 DATABASES = {
