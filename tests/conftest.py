@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import OperationalError, connections
 from django.db.backends import utils as backend_utils
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+import aorm
 
 ALL_DATABASES = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -57,6 +60,28 @@ async def stock_sql(sql: str) -> None:
             cursor.execute(sql)
 
     await sync_to_async(execute)()
+
+
+async def one_error_then_a_new_session(
+    session_id: Callable[[str], int], end: Callable[[int], None], alias: str = "default"
+) -> None:
+    """The server ends ``alias``'s pooled session (``end``, given ``session_id``'s answer):
+    the next call fails, the one after runs on a new session. No health checks here."""
+    first = await aorm.run(session_id, alias)
+    await sync_to_async(end)(first)
+    with pytest.raises(OperationalError):
+        await aorm.run(session_id, alias)  # the pool hands back the dead connection
+    assert await aorm.run(session_id, alias) != first
+
+
+def fetch_all_and_close(wrapper: BaseDatabaseWrapper, sql: str) -> Any:
+    """``sql``'s rows as the driver gives them, on ``wrapper``'s own connection, closed after."""
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+    finally:
+        wrapper.close()
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django import forms
-from django.db import DataError, IntegrityError, OperationalError, connections
+from django.db import DataError, IntegrityError, connections
 from django.db.models.signals import post_save
 from students.models import Student
 
@@ -16,6 +16,7 @@ import aorm
 from tests.app.models import Author, Book
 from tests.conftest import (
     ALL_DATABASES,
+    one_error_then_a_new_session,
     postgresql_only,
     server_sessions,
     until_server_sessions,
@@ -45,11 +46,7 @@ async def test_data_error(alias: str) -> None:
 
 @postgresql_only("server sessions; SQLite has none")
 async def test_operational_error_when_the_server_ends_the_session_then_recovery() -> None:
-    pid = await aorm.run(backend_pid, "default")
-    await sync_to_async(_terminate)(pid)
-    with pytest.raises(OperationalError):
-        await aorm.run(backend_pid, "default")  # the pool hands back the dead connection
-    assert await aorm.run(backend_pid, "default") != pid
+    await one_error_then_a_new_session(backend_pid, _terminate)
     assert await Student.objects.acount() == 0
 
 

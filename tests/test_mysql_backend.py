@@ -29,7 +29,7 @@ from support.load_client import Outcome, Request, run_load
 
 import aorm
 from tests.app.models import Author, Book
-from tests.conftest import ALL_DATABASES
+from tests.conftest import ALL_DATABASES, fetch_all_and_close, one_error_then_a_new_session
 from tests.server import uvicorn_server
 
 pytestmark = [
@@ -243,11 +243,7 @@ def _kill(thread_id: int) -> None:
 
 
 async def test_server_side_kill_costs_one_error_then_recovery() -> None:
-    first = await aorm.run(connection_id, "default")
-    await sync_to_async(_kill)(first)
-    with pytest.raises(OperationalError):
-        await aorm.run(connection_id, "default")  # the pool handed back the dead connection
-    assert await aorm.run(connection_id, "default") != first
+    await one_error_then_a_new_session(connection_id, _kill)
     assert await Student.objects.acount() == 0
 
 
@@ -412,15 +408,6 @@ def _wrapper(alias: str, **options: Any) -> Any:
     return load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
 
 
-def _session(wrapper: Any, sql: str) -> Any:
-    try:
-        with wrapper.cursor() as cursor:
-            cursor.execute(sql)
-            return cursor.fetchall()
-    finally:
-        wrapper.close()
-
-
 @pytest.mark.parametrize("pool", [False, {"max_size": 2}])
 async def test_options_reach_the_async_connection(pool: Any) -> None:
     """init_command, sql_mode, isolation_level and charset mean what they mean to Django."""
@@ -433,7 +420,7 @@ async def test_options_reach_the_async_connection(pool: Any) -> None:
         charset="utf8mb4",
     )
     sql = "SELECT @aorm_marker, @@SESSION.sql_mode, @@SESSION.tx_isolation, @@character_set_client"
-    assert await aorm.run(_session, wrapper, sql) == (
+    assert await aorm.run(fetch_all_and_close, wrapper, sql) == (
         (42, "STRICT_ALL_TABLES", "REPEATABLE-READ", "utf8mb4"),
     )
 
@@ -441,7 +428,7 @@ async def test_options_reach_the_async_connection(pool: Any) -> None:
 async def test_an_option_the_async_driver_cannot_honour_is_refused() -> None:
     wrapper = _wrapper("compressed", compress=True)
     with pytest.raises(ImproperlyConfigured, match="compress cannot be passed to asyncmy"):
-        await aorm.run(_session, wrapper, "SELECT 1")
+        await aorm.run(fetch_all_and_close, wrapper, "SELECT 1")
 
 
 async def test_server_warnings_are_neither_fetched_nor_logged(
@@ -465,4 +452,4 @@ async def test_a_socket_path_as_host() -> None:
     settings_dict["OPTIONS"] = {"pool": False}
     wrapper = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "socket-path")
     sql = "SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
-    assert await aorm.run(_session, wrapper, sql) == (("localhost",),)
+    assert await aorm.run(fetch_all_and_close, wrapper, sql) == (("localhost",),)

@@ -22,7 +22,7 @@ import aorm
 from aorm.backends.sqlite3.base import DatabaseWrapper
 from aorm.backends.sqlite3.dbapi import PREFETCH_ROWS
 from tests.app.models import Author, Book, Tag
-from tests.conftest import ALL_DATABASES, SqlLog
+from tests.conftest import ALL_DATABASES, SqlLog, fetch_all_and_close
 
 pytestmark = [
     pytest.mark.skipif(settings.DATABASE != "sqlite", reason="SQLite backend tests"),
@@ -370,13 +370,7 @@ async def test_plain_memory_database_lives_in_the_loops_single_connection() -> N
 
     def run_sql(sql: str) -> Callable[[], Any]:
         def call() -> Any:
-            db = DatabaseWrapper(settings_dict, "plain")
-            try:
-                with db.cursor() as cursor:
-                    cursor.execute(sql)
-                    return cursor.fetchall()
-            finally:
-                db.close()
+            return fetch_all_and_close(DatabaseWrapper(settings_dict, "plain"), sql)
 
         return call
 
