@@ -87,41 +87,42 @@ def mysql_url(scheme: str) -> str:
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much work one run does. ``FULL`` is ``make bench``; ``QUICK`` the smoke run."""
+    """How much work one run does: :data:`FULL` for ``make bench``, :data:`QUICK` for its
+    smoke run, each size described in ``_SIZES``."""
 
-    rows: int  # students in bench_student
-    rounds: int  # interleaved rounds of workloads A-E
-    request_ops: int  # operations per simulated request (A, C, D; and per task in B, E)
-    a_ops: int  # A: sequential gets
-    b_tasks: int  # B and E: concurrent tasks, each one request of request_ops gets
-    c_ops: int  # C: 100-row list queries
-    d_ops: int  # D: single-row creates
-    warmup_fraction: float  # untimed warm-up run before each timed one, as a share of it
-    f_rounds: int  # rounds of workload F
-    f_requests: int  # F: timed HTTP requests per view per server
-    f_warmup: int  # F: untimed requests first
-    f_concurrency: int  # F: requests in flight
-    worker_timeout: float  # seconds before a contender's subprocess is killed
+    rows: int
+    rounds: int
+    request_ops: int
+    a_ops: int
+    b_tasks: int
+    c_ops: int
+    d_ops: int
+    warmup_fraction: float
+    f_rounds: int
+    f_requests: int
+    f_warmup: int
+    f_concurrency: int
+    worker_timeout: float
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
 
 
-# Each size: (FULL, QUICK).
+# Each size: (FULL, QUICK), and what it counts.
 _SIZES = {
-    "rows": (10_000, 1000),
-    "rounds": (5, 1),
-    "request_ops": (20, 5),
-    "a_ops": (2000, 100),
-    "b_tasks": (100, 20),
-    "c_ops": (300, 20),
-    "d_ops": (1000, 50),
-    "warmup_fraction": (0.15, 0.2),
-    "f_rounds": (3, 1),
-    "f_requests": (2000, 200),
-    "f_warmup": (300, 50),
-    "f_concurrency": (100, 20),
-    "worker_timeout": (240, 60),
+    "rows": (10_000, 1000),  # students in bench_student
+    "rounds": (5, 1),  # interleaved rounds of workloads A-E
+    "request_ops": (20, 5),  # operations per simulated request (A, C, D; and per task in B, E)
+    "a_ops": (2000, 100),  # A: sequential gets
+    "b_tasks": (100, 20),  # B and E: concurrent tasks, each one request of request_ops gets
+    "c_ops": (300, 20),  # C: 100-row list queries
+    "d_ops": (1000, 50),  # D: single-row creates
+    "warmup_fraction": (0.15, 0.2),  # untimed warm-up before each timed run, as a share of it
+    "f_rounds": (3, 1),  # rounds of workload F
+    "f_requests": (2000, 200),  # F: timed HTTP requests per view per server
+    "f_warmup": (300, 50),  # F: untimed requests first
+    "f_concurrency": (100, 20),  # F: requests in flight
+    "worker_timeout": (240, 60),  # seconds before a contender's subprocess is killed
 }
 FULL = Sizes(**{name: full for name, (full, _) in _SIZES.items()})
 QUICK = Sizes(**{name: quick for name, (_, quick) in _SIZES.items()})
