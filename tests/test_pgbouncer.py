@@ -48,10 +48,10 @@ import psycopg
 import pytest
 from asgiref.sync import SyncToAsync, sync_to_async
 from django.db import ProgrammingError, connections, transaction
+from students.models import Student
 
 import aorm
 from tests import test_api, test_errors, test_pool, test_seeds, test_transactions
-from tests.app.models import Student
 from tests.conftest import ALL_DATABASES, SqlLog, postgresql_only, server_sessions
 from tests.server import ROOT, free_port, wait_for_port
 
