@@ -216,9 +216,9 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt | mysql-client
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
 
-# `make soak`: 100,000 requests against one uvicorn server of the test app (bench/soak.py:
+# `make soak`: 100,000 requests against one uvicorn server of bench/soak_app.py (bench/soak.py:
 # the seeds' views, transactions, asyncio.gather, client hang-ups): 20 minutes on a shared
-# two-core machine (the server spends about 9 ms of CPU per request); RSS, connections,
+# two-core machine (the server spends about 10 ms of CPU per request); RSS, connections,
 # greenlets and asyncio tasks at the start and the end, into bench/results/soak.md.
 # A long run, not part of `make test`. Needs the test PostgreSQL.
 soak: $(VENV)/.installed
