@@ -50,6 +50,9 @@ __all__ = [
     "mysqldb_error",
 ]
 
+# A statement's rows, description, rowcount, lastrowid and executed SQL.
+_Outcome = tuple[Sequence[Any], Any, int, Any, Any]
+
 _IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = 2  # SERVER_STATUS_AUTOCOMMIT
 _KILL_TIMEOUT = 5.0
@@ -64,6 +67,7 @@ class Driver:
     name: str
     connect: Callable[..., Awaitable[Any]]
     new_cursor: Callable[[Any], Awaitable[Any]]
+    execute: Callable[[Any, Any, Any], Coroutine[Any, Any, _Outcome]]  # one statement, no cursor
     error: type[BaseException]  # the root of the driver's exceptions
     database_key: str
     conversions: dict[Any, Any]  # Django's choice: TIME columns as datetime.time
@@ -90,10 +94,43 @@ def asyncmy_driver() -> Driver:
     async def new_cursor(raw: Any) -> Any:
         return raw.cursor(QuietCursor)
 
+    def escaped(raw: Any, args: Any) -> Any:
+        """The arguments as SQL literals, as asyncmy's ``Cursor.mogrify`` escapes them."""
+        if isinstance(args, tuple | list):
+            return tuple(raw.literal(arg) for arg in args)
+        if isinstance(args, dict):
+            return {key: raw.literal(value) for key, value in args.items()}
+        return raw.escape(args)
+
+    async def execute(raw: Any, query: Any, args: Any) -> _Outcome:
+        """``QuietCursor.execute`` and its fetch, without a cursor object.
+
+        The same text query and the same result, read on the connection:
+        a cursor per statement cost several coroutines more (a subclass of
+        asyncmy's ``Cursor`` also misses its fast paths), about 20 µs a
+        statement in ``bench/results/profile_mysql.md``.
+        """
+        if args is not None:
+            query = query % escaped(raw, args)
+        await raw.query(query)
+        result = raw._result
+        outcome = (
+            result.rows or (),
+            result.description,
+            result.affected_rows,
+            result.insert_id,
+            query,
+        )
+        while result.has_next:
+            await raw.next_result()
+            result = raw._result
+        return outcome
+
     return Driver(
         "asyncmy",
         asyncmy.connect,
         new_cursor,
+        execute,
         asyncmy.errors.MySQLError,
         "database",
         {**converters.conversions, FIELD_TYPE.TIME: typecast_time},
@@ -305,10 +342,8 @@ class Connection:
         return self.io(self.raw.show_warnings())
 
 
-async def _execute(
-    driver: Driver, raw: Any, method: str, query: Any, args: Any
-) -> tuple[Sequence[Any], Any, int, Any, Any]:
-    """One ``execute``/``executemany``/``callproc``, its rows, and every further result read."""
+async def _on_cursor(driver: Driver, raw: Any, method: str, query: Any, args: Any) -> _Outcome:
+    """One ``executemany``/``callproc`` on a driver cursor: its rows, every further result read."""
     cursor = await driver.new_cursor(raw)
     try:
         await getattr(cursor, method)(query, args)
@@ -336,26 +371,28 @@ class Cursor:
         self.lastrowid: Any = None
         self._executed: Any = None
 
-    def _run(self, method: str, query: Any, args: Any) -> int:
-        connection = self.connection
+    def _run(self, statement: Coroutine[Any, Any, _Outcome]) -> int:
         self._rows, self._position = (), 0
         self.description, self.rowcount = None, -1
-        rows, description, rowcount, lastrowid, executed = connection.io(
-            _execute(connection.source.driver, connection.raw, method, query, args)
-        )
+        rows, description, rowcount, lastrowid, executed = self.connection.io(statement)
         self._rows, self.description, self.rowcount = rows, description, rowcount
         self.lastrowid, self._executed = lastrowid, executed
         return int(rowcount)
 
+    def _run_on_cursor(self, method: str, query: Any, args: Any) -> int:
+        connection = self.connection
+        return self._run(_on_cursor(connection.source.driver, connection.raw, method, query, args))
+
     def execute(self, query: Any, args: Any = None) -> int:
-        return self._run("execute", query, args)
+        connection = self.connection
+        return self._run(connection.source.driver.execute(connection.raw, query, args))
 
     def executemany(self, query: Any, args: Any) -> int | None:
         # Materialised here: a lazy iterable may run ORM code, which stays on the loop.
-        return self._run("executemany", query, list(args))
+        return self._run_on_cursor("executemany", query, list(args))
 
     def callproc(self, procname: str, args: Sequence[Any] = ()) -> Sequence[Any]:
-        self._run("callproc", procname, args)
+        self._run_on_cursor("callproc", procname, args)
         return args
 
     def fetchone(self) -> Any:
