@@ -113,7 +113,7 @@ def _web_table(
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in common.WEB_CONTENDERS:
-        for view in common.WEB_VIEWS:
+        for view in common.web_views(workload):
             entry = web[name][view]
             if "requests_per_s" in entry:
                 s = entry["requests_per_s"]
@@ -236,6 +236,11 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "requests/s counts successful responses; failed requests (the server's HTTP 500, its "
             "exception under Failures) are counted, not timed away.",
+            "",
+            "no_database (F only) answers student_list's JSON without a query: what uvicorn, "
+            "Django's request handling and the load client, all on this machine, cost alone. "
+            "It is the ceiling of any ORM's student_list here; its x stock is the same code "
+            "twice, so it shows the noise.",
         ]
         if web
         else []
@@ -325,7 +330,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax = flat[panel]
         panel += 1
         labels, entries, colors = [], [], []
-        for view in common.WEB_VIEWS:
+        for view in common.web_views(workload):
             for name in common.WEB_CONTENDERS:
                 labels.append(f"{name}\n{view}")
                 entries.append(web[workload][name][view].get("requests_per_s"))

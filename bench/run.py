@@ -230,7 +230,7 @@ def run_web(sizes: common.Sizes) -> list[dict[str, Any]]:
             workload, name = pair.split(" ")
             mode = "stock" if name == "django-stock" else "aorm"
             results[workload][name] = {}
-            for view in common.WEB_VIEWS:
+            for view in common.web_views(workload):
                 pool = common.WEB_POOL[workload]
                 results[workload][name][view] = outcome = run_view(mode, pool, view, sizes)
                 log(
@@ -301,7 +301,7 @@ def summarise_web(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         summary[workload] = {}
         for name in common.WEB_CONTENDERS:
             summary[workload][name] = {}
-            for view in common.WEB_VIEWS:
+            for view in common.web_views(workload):
                 runs = [r["results"][workload][name][view] for r in rounds]
                 good = [run for run in runs if "requests_per_s" in run and not run.get("error")]
                 entry: dict[str, Any] = {

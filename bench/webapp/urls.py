@@ -10,4 +10,5 @@ _list = student_list if "aorm" in settings.INSTALLED_APPS else views.student_lis
 urlpatterns = [
     path("students/", _list),
     path("example/", views.example_view),
+    path("no-database/", views.no_database),
 ]
