@@ -118,18 +118,23 @@ def _read(path: Path, default: bytes) -> bytes:
 
 
 def unexpected_stderr(server: Server, *expected: str) -> list[str]:
-    """The server's stderr, but for lines containing one of ``expected`` and uvicorn's
-    supervisor's ResourceWarning for its listening socket, which it leaves to the
-    interpreter's exit to close (not aorm's doing)."""
-    listening = re.compile(
+    """The server's stderr, but for lines containing one of ``expected`` and the
+    supervisors' own warnings (not aorm's doing): uvicorn's ResourceWarning for its
+    listening socket, which it leaves to the interpreter's exit to close, and
+    Python 3.12's DeprecationWarning when gunicorn (27+) forks a replacement worker
+    from an arbiter that runs its control-socket thread."""
+    supervisors = re.compile(
         rf"sys:1: ResourceWarning: unclosed <socket.socket fd=\d+, family=2, type=1, proto=6, "
         rf"laddr=\('{re.escape(HOST)}', {server.port}\)>"
         r"|ResourceWarning: Enable tracemalloc to get the object allocation traceback"
+        r"|\S+/gunicorn/arbiter\.py:\d+: DeprecationWarning: This process \(pid=\d+\) is "
+        r"multi-threaded, use of fork\(\) may lead to deadlocks in the child\."
+        r"|  pid = os\.fork\(\)"
     )
     return [
         line
         for line in server.stderr.splitlines()
-        if not listening.fullmatch(line) and not any(text in line for text in expected)
+        if not supervisors.fullmatch(line) and not any(text in line for text in expected)
     ]
 
 
