@@ -96,3 +96,26 @@ async def test_wake_all_serves_every_waiter() -> None:
     queue.wake_all("ended")
     assert await asyncio.gather(*tasks) == ["ended"] * 3
     assert not queue
+
+
+async def test_each_waiter_times_out_at_its_own_deadline() -> None:
+    """One timer serves the queue: a later, shorter wait re-arms it earlier, and a
+    waiter served before the timer fires is not failed by it."""
+    queue: WaitQueue[str] = WaitQueue(lambda _: None)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    long_wait = await _waiting(queue, timeout=0.4)
+    early = await _waiting(queue, timeout=0.05)
+    short_wait = await _waiting(queue, timeout=0.1)
+    assert queue.wake("first in line")  # long_wait: served, whatever its deadline
+    assert await long_wait == "first in line"
+    with pytest.raises(TimeoutError):
+        await early
+    assert loop.time() - start < 0.4  # failed at its own deadline, not the first waiter's
+    with pytest.raises(TimeoutError):
+        await short_wait
+    assert loop.time() - start >= 0.1
+    assert not queue
+    later = await _waiting(queue, timeout=0.05)  # the timer re-arms for a new waiter
+    with pytest.raises(TimeoutError):
+        await later

@@ -18,9 +18,13 @@ was 4-5% of a get under concurrency):
 - A wait for the server's answer awaits a bare future that a reader callback
   resolves. The reader stays registered between waits (psycopg's own
   ``wait_async`` adds and removes it, plus a timer, at every wait), and is
-  removed when data arrives on a connection that nothing waits on (the loop
-  watches level-triggered), when the connection is closed or lost, and
-  before psycopg's own async methods use the socket. A new registration
+  removed when the socket is reported readable twice in a row while nothing
+  waits on it (the loop watches level-triggered: unread input would wake it
+  on every turn), when the connection is closed or lost, and before
+  psycopg's own async methods use the socket. Once is not enough: the loop
+  often polls before the woken task has read its answer, and then reports,
+  after that task ran, input already read; unwatching for that cost a
+  removal and a new registration per statement under concurrency. A new registration
   first removes whatever the loop holds for that file descriptor, so a stale
   entry of a closed socket with the same number cannot hide it.
 - Waits to write, and waits with a timeout, are psycopg's ``wait_async``.
@@ -98,12 +102,14 @@ class Connection(psycopg.Connection[Any]):
         self._watched_fd = -1
         self._waiter: asyncio.Future[None] | None = None
         self._waiting = False  # in wait(): the socket will be read
+        self._unawaited_input = False  # reported readable once since the last wait
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         if not in_bridge():
             return super().wait(gen, interval, timeout)
         try:
             self._waiting = True
+            self._unawaited_input = False
             try:
                 state = next(gen)
                 while True:
@@ -166,9 +172,12 @@ class Connection(psycopg.Connection[Any]):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        elif not self._waiting:  # input nothing waits for: the next wait reads it
+        elif self._waiting:
+            pass  # answered, and about to be read (the loop polled once more first)
+        elif self._unawaited_input:  # input nothing waits for: the next wait reads it
             self.unwatch()
-        # else: answered, and about to be read (the loop polled once more first)
+        else:  # perhaps reported before its reader ran: unwatch if it is reported again
+            self._unawaited_input = True
 
     def unwatch(self) -> None:
         """Stop watching the socket: before it is closed, or used by psycopg's async API."""
