@@ -28,11 +28,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
+from django.core.signals import request_finished
 from django.db import connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.db.transaction import TransactionManagementError
 from django.dispatch import Signal
-from django.test import AsyncClient
+from django.test import AsyncClient, override_settings
+from students.models import Student
 
 import aorm
 from aorm import _sync_to_async
@@ -351,6 +353,81 @@ async def test_a_thread_reaching_the_transaction_alias_is_refused() -> None:
     async with transaction.atomic():  # the documented way
         await aorm.run(create_event)
     assert await rows("default") == ([], ["helper"])
+
+
+async def _asgi_get(path: str) -> tuple[int, bytes]:
+    """One GET through Django's own ASGI handler, in this task, as a server would send it."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    disconnected = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if scope.pop("body_sent", None) is None:
+            scope["body_sent"] = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await disconnected.wait()  # the client stays until the response is sent
+        return {"type": "http.disconnect"}
+
+    status, body = 0, b""
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, body
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        else:
+            body += message.get("body", b"")
+
+    await ASGIHandler()(scope, receive, send)
+    disconnected.set()
+    return status, body
+
+
+async def test_a_request_through_djangos_asgi_handler_starts_no_thread(
+    all_aliases_aorm: None, sql_log: SqlLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Django's ASGI handler ends each request with ``sync_to_async(response.close)``, whose
+    ``request_finished`` sync receivers (``close_old_connections``...) aorm runs on the
+    loop: a request whose middleware and view are async starts no thread at all."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def recording_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    finished_on: list[int] = []
+
+    def finished(sender: Any, **kwargs: Any) -> None:
+        finished_on.append(threading.get_ident())
+
+    await Student.objects.acreate(name="listed", age=20)
+    monkeypatch.setattr(threading.Thread, "start", recording_start)
+    request_finished.connect(finished)
+    sql_log.clear()
+    try:
+        with override_settings(MIDDLEWARE=[]):
+            status, body = await _asgi_get("/students/")
+    finally:
+        request_finished.disconnect(finished)
+    assert (status, json.loads(body)) == (200, [{"name": "listed", "age": 20}])
+    assert started == []
+    assert finished_on == [threading.get_ident()]
+    assert sql_log.statements and on_loop_thread(sql_log)
+    await Student.objects.all().adelete()
 
 
 async def test_sessions_natively_and_inside_a_transaction(sql_log: SqlLog) -> None:

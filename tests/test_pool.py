@@ -20,7 +20,13 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import OperationalError, connections, transaction
+from django.db import (
+    OperationalError,
+    close_old_connections,
+    connections,
+    reset_queries,
+    transaction,
+)
 from django.db.utils import load_backend
 from students.models import Student
 
@@ -68,6 +74,48 @@ async def test_a_transaction_holds_its_connection_until_it_ends() -> None:
         await asyncio.sleep(0)
         assert aorm.pool_stats().in_use == 1
     assert aorm.pool_stats().in_use == 0
+
+
+def _initialized_before_and_after_a_query() -> tuple[list[str], list[str]]:
+    def aliases() -> list[str]:
+        return [wrapper.alias for wrapper in connections.all(initialized_only=True)]
+
+    before = aliases()
+    Student.objects.count()
+    return before, aliases()
+
+
+async def test_request_signal_receivers_borrow_no_connection() -> None:
+    """``close_old_connections`` and ``reset_queries``, receivers of every request's
+    ``request_started`` and ``request_finished``, walk ``connections.all(initialized_only=True)``:
+    an operation's own wrappers, not a parked connection borrowed to be asked."""
+    before, after = await aorm.run(_initialized_before_and_after_a_query)
+    assert "default" not in before and "default" in after
+    size = aorm.pool_stats("default").max_size
+    held, release = asyncio.Event(), asyncio.Event()
+    holders: list[None] = []
+
+    await Student.objects.abulk_create([Student(name="a", age=1), Student(name="b", age=2)])
+
+    async def hold() -> None:  # an open aiterator() keeps its connection (SQLite: no write turn)
+        async for _ in Student.objects.all().aiterator(chunk_size=1):
+            holders.append(None)
+            if len(holders) == size:
+                held.set()
+            await release.wait()
+
+    tasks = [asyncio.create_task(hold()) for _ in range(size)]
+    try:
+        async with asyncio.timeout(5):
+            await held.wait()
+        assert aorm.pool_stats().in_use == size
+        async with asyncio.timeout(5):  # a borrow would wait out the pool's 10 s
+            await aorm.run(close_old_connections)
+            await aorm.run(reset_queries)
+        assert aorm.pool_stats().waiting == 0
+    finally:
+        release.set()
+        await asyncio.gather(*tasks)
 
 
 @postgresql_only("pg_sleep")

@@ -18,6 +18,8 @@ The table (also in docs/how-it-works.md):
                                                         I/O through (``backends.base``)
 ``django.db.connections._connections``                  which wrapper an operation uses
                                                         (``_operation``)
+``django.db.connections.all``                           ``initialized_only`` borrows no parked
+                                                        connection (``_operation``)
 ``<routed module>.sync_to_async``                       Django's async functions run in the bridge
 (``_sync_to_async.ROUTED``)
 ``BaseIterable.__aiter__``                              ``async for`` fetches natively
@@ -177,6 +179,13 @@ def patches() -> list[Patch]:
             _operation.OperationStorage,
             "ConnectionHandler keeps its DatabaseWrappers in an asgiref Local, `_connections`",
             _is_connection_storage,
+        ),
+        Patch(
+            connections,
+            "all",
+            _operation.ConnectionsAll,
+            "ConnectionHandler.all(initialized_only) tests hasattr(self._connections, alias)",
+            _calls("hasattr", "_connections"),
         ),
     ]
     for name in _sync_to_async.routed_modules():

@@ -52,7 +52,7 @@ from aorm._loops import loop_running
 from aorm._pool import pool_key
 from aorm.backends.base import native_aliases
 
-__all__ = ["KeptConnections", "OperationStorage", "await_", "run"]
+__all__ = ["ConnectionsAll", "KeptConnections", "OperationStorage", "await_", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -129,6 +129,14 @@ class OperationStorage:
                 _blocks.refuse_in_thread(alias)
         return getattr(self._django, alias)
 
+    def initialized(self, alias: str) -> bool:
+        """``hasattr(self, alias)``, except that a parked wrapper is still the pool's."""
+        if alias in native_aliases():
+            operation = _current_operation()
+            if operation is not None:
+                return alias in operation.wrappers
+        return hasattr(self, alias)
+
     def __setattr__(self, alias: str, wrapper: Any) -> None:
         operation = _current_operation()
         if operation is not None and alias in native_aliases():
@@ -143,6 +151,29 @@ class OperationStorage:
             del operation.wrappers[alias]
         else:
             delattr(self._django, alias)
+
+
+class ConnectionsAll:
+    """Stands in for ``connections.all``: with ``initialized_only``, an operation's own wrappers.
+
+    Django tells initialized connections by ``hasattr(connections._connections,
+    alias)``, which inside an operation takes a parked wrapper with its pooled
+    connection (:class:`OperationStorage`). ``close_old_connections`` and
+    ``reset_queries``, receivers of every request's ``request_started`` and
+    ``request_finished``, then borrowed a connection they do not use, and waited
+    for one when the pool was busy.
+    """
+
+    __slots__ = ("_django",)
+
+    def __init__(self, django_all: Callable[..., list[Any]]) -> None:
+        self._django = django_all
+
+    def __call__(self, initialized_only: bool = False) -> list[Any]:
+        if not initialized_only:
+            return self._django()
+        storage = connections._connections
+        return [connections[alias] for alias in connections if storage.initialized(alias)]
 
 
 # Whether async code ever got hold of a task's own wrapper (``connection`` outside

@@ -134,6 +134,14 @@ def _session_middleware(target: Any, using: Any) -> bool:
     return isinstance(target, SessionMiddleware) and _database_sessions(target.SessionStore, None)
 
 
+def _response_close(target: Any, using: Any) -> bool:
+    """``response.close()`` (resource closers, then ``request_finished``'s sync receivers), as
+    ``Signal.asend()``'s sync receivers; an upload spooled to disk is still written in a thread."""
+    from django.http import HttpResponseBase
+
+    return isinstance(target, HttpResponseBase) and every_alias_native()
+
+
 def _every_alias(target: Any, using: Any) -> bool:
     """Code whose database aliases cannot be known in advance: native when all are aorm's."""
     return every_alias_native()
@@ -155,6 +163,7 @@ ROUTED: dict[str, Callable[[Any, Any], bool]] = {
     "django.core.cache.backends.base": _database_cache,
     "django.dispatch.dispatcher": _every_alias,  # Signal.asend()'s sync receivers
     "django.utils.deprecation": _session_middleware,  # MiddlewareMixin's sync hooks
+    "django.core.handlers.asgi": _response_close,  # each request's end: no thread started
 }
 
 # The other Django modules that call ``sync_to_async``: what they run is not
@@ -166,7 +175,6 @@ THREADED: dict[str, str] = {
     "django.contrib.auth.decorators": "user_passes_test's test function: the user's code",
     "django.contrib.auth.middleware": "a sync middleware's process_request",
     "django.contrib.staticfiles.handlers": "serving static files",
-    "django.core.handlers.asgi": "request_finished and closing responses",
     "django.core.handlers.base": "sync views and middleware: the user's code",
     "django.core.handlers.exception": "sync exception handlers",
     "django.http.response": "a streaming response's sync iterator",

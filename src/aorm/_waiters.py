@@ -28,7 +28,7 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["WaitQueue"]
 
