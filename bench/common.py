@@ -186,8 +186,9 @@ WORKLOADS = {
 }
 
 # Workload F: the seeds' views served by uvicorn, aorm against stock Django,
-# with a pool of POOL_SIZE for both (F) and with the settings a user writes
-# first, no OPTIONS["pool"] and CONN_MAX_AGE = 0 (F0).
+# with a pool of POOL_SIZE for both and no middleware (F), and with the
+# settings a user writes first (F0): no OPTIONS["pool"], CONN_MAX_AGE = 0 and
+# startproject's middleware.
 WEB_CONTENDERS = ["django-stock", "aorm"]
 WEB_VIEWS = {
     "student_list": "/students/",
@@ -197,8 +198,11 @@ WEB_VIEWS = {
     "no_database": "/no-database/",
 }
 WEB_WORKLOADS = {
-    "F": f"pool of {POOL_SIZE} for both",
-    "F0": "no pool option for either (Django's defaults, CONN_MAX_AGE = 0)",
+    "F": f"pool of {POOL_SIZE} for both, no middleware",
+    "F0": (
+        "the settings a user writes first for both: no pool option (CONN_MAX_AGE = 0), "
+        "startproject's seven middleware"
+    ),
 }
 # BENCH_POOL for each web workload (read by djsettings.py).
 WEB_POOL = {"F": "sized", "F0": "unset"}

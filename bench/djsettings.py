@@ -6,8 +6,9 @@ One settings module, one process per contender: only ``ENGINE`` and
 - ``BENCH_DATABASE``: ``postgresql`` (default) or ``sqlite`` (the file
   ``common.SQLITE_FILE``, no OPTIONS for either backend).
 - ``BENCH_POOL``: ``sized`` (default), every contender gets the same pool
-  (``OPTIONS["pool"]``, min = max = POOL_SIZE); ``unset``, no pool option
-  (workload F0: the settings a user writes first).
+  (``OPTIONS["pool"]``, min = max = POOL_SIZE); ``unset`` (workload F0: the
+  settings a user writes first), no pool option, and the middleware
+  ``django-admin startproject`` writes, with the apps it uses.
 - ``BENCH_DRIVER_OPTIONS``: JSON merged into PostgreSQL's ``OPTIONS``
   (``bench.profile_a`` measures ``server_side_binding`` and
   ``prepare_threshold`` with it).
@@ -46,9 +47,25 @@ TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [*_apps, "bench.djapp", "students"]
-# No middleware: workload F measures the ORM under Django's ASGI handler, not
-# middleware (the same for both servers anyway).
+# No middleware in A-E and F: F measures the ORM under Django's ASGI handler.
 MIDDLEWARE: list[str] = []
+if POOL == "unset":  # F0: what `django-admin startproject` writes
+    INSTALLED_APPS = [
+        "django.contrib.contenttypes",
+        "django.contrib.auth",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        *INSTALLED_APPS,
+    ]
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
 ROOT_URLCONF = "bench.webapp.urls"
 if DATABASE == "sqlite":
     DATABASES = {"default": {"ENGINE": _engine, "NAME": common.SQLITE_FILE}}

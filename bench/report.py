@@ -338,7 +338,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         bars(ax, labels, entries, colors)
         ax.set_title(
             f"{workload}: seeds' views under uvicorn, {sizes['f_concurrency']} concurrent, "
-            f"{'pools of ' + str(results['meta']['pool_size']) if workload == 'F' else 'no pool option'}",
+            f"{'pools of ' + str(results['meta']['pool_size']) if workload == 'F' else 'no pool option, startproject middleware'}",
             fontsize=10,
         )
         ax.set_ylabel("requests/s (median, min-max)")

@@ -13,7 +13,8 @@
    Stock Django and aorm on SQLite run A, B and D in the same rounds; stock
    Django, aorm, Tortoise and SQLAlchemy on MariaDB run A-E in them too.
 3. Workloads F and F0: the seeds' views under uvicorn, aorm and stock Django,
-   with a pool of 10 for both (F) and with no pool option (F0), loaded at a
+   with a pool of 10 for both (F) and with the settings a user writes first
+   (F0: no pool option, startproject's middleware), loaded at a
    fixed concurrency by ``bench/load.py``, in rounds as well.
 4. Writes results.json, results.md and results.png to ``--out``
    (bench/results, or bench/results/quick with ``--quick``).

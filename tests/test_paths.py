@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+import django.middleware.common
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -355,7 +356,7 @@ async def test_a_thread_reaching_the_transaction_alias_is_refused() -> None:
     assert await rows("default") == ([], ["helper"])
 
 
-async def _asgi_get(path: str) -> tuple[int, bytes]:
+async def _asgi_get(path: str, cookie: bytes = b"") -> tuple[int, bytes, list[bytes]]:
     """One GET through Django's own ASGI handler, in this task, as a server would send it."""
     from django.core.handlers.asgi import ASGIHandler
 
@@ -369,7 +370,7 @@ async def _asgi_get(path: str) -> tuple[int, bytes]:
         "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"host", b"testserver")],
+        "headers": [(b"host", b"testserver"), *([(b"cookie", cookie)] if cookie else [])],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
@@ -382,18 +383,38 @@ async def _asgi_get(path: str) -> tuple[int, bytes]:
         await disconnected.wait()  # the client stays until the response is sent
         return {"type": "http.disconnect"}
 
-    status, body = 0, b""
+    status, body, cookies = 0, b"", []
 
     async def send(message: dict[str, Any]) -> None:
         nonlocal status, body
         if message["type"] == "http.response.start":
             status = message["status"]
+            cookies.extend(
+                v.split(b";")[0] for k, v in message["headers"] if k.lower() == b"set-cookie"
+            )
         else:
             body += message.get("body", b"")
 
     await ASGIHandler()(scope, receive, send)
     disconnected.set()
-    return status, body
+    return status, body, cookies
+
+
+@contextlib.contextmanager
+def threads_started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the threads started while the block runs, but SQLite's I/O threads
+    (one per connection opened: the documented exception)."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def recording_start(thread: threading.Thread) -> None:
+        if not thread.name.startswith("aorm-sqlite3["):
+            started.append(thread.name)
+        start(thread)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", recording_start)
+        yield started
 
 
 async def test_a_request_through_djangos_asgi_handler_starts_no_thread(
@@ -402,25 +423,17 @@ async def test_a_request_through_djangos_asgi_handler_starts_no_thread(
     """Django's ASGI handler ends each request with ``sync_to_async(response.close)``, whose
     ``request_finished`` sync receivers (``close_old_connections``...) aorm runs on the
     loop: a request whose middleware and view are async starts no thread at all."""
-    started: list[str] = []
-    start = threading.Thread.start
-
-    def recording_start(thread: threading.Thread) -> None:
-        started.append(thread.name)
-        start(thread)
-
     finished_on: list[int] = []
 
     def finished(sender: Any, **kwargs: Any) -> None:
         finished_on.append(threading.get_ident())
 
     await Student.objects.acreate(name="listed", age=20)
-    monkeypatch.setattr(threading.Thread, "start", recording_start)
     request_finished.connect(finished)
     sql_log.clear()
     try:
-        with override_settings(MIDDLEWARE=[]):
-            status, body = await _asgi_get("/students/")
+        with override_settings(MIDDLEWARE=[]), threads_started(monkeypatch) as started:
+            status, body, _ = await _asgi_get("/students/")
     finally:
         request_finished.disconnect(finished)
     assert (status, json.loads(body)) == (200, [{"name": "listed", "age": 20}])
@@ -428,6 +441,43 @@ async def test_a_request_through_djangos_asgi_handler_starts_no_thread(
     assert finished_on == [threading.get_ident()]
     assert sql_log.statements and on_loop_thread(sql_log)
     await Student.objects.all().adelete()
+
+
+# What `django-admin startproject` writes.
+PROJECT_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+
+class OwnMiddleware(django.middleware.common.CommonMiddleware):
+    """A project's own middleware: any code, so it runs in a thread as in Django."""
+
+
+async def test_djangos_own_middleware_runs_on_the_loop(
+    all_aliases_aorm: None, sql_log: SqlLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The middleware ``startproject`` writes (``MiddlewareMixin``: each hook through
+    ``sync_to_async``) runs in the bridge when every alias is aorm's and sessions are in
+    the database: a session's requests start no thread; a project's own middleware does."""
+    sql_log.clear()
+    with override_settings(MIDDLEWARE=PROJECT_MIDDLEWARE), threads_started(monkeypatch) as started:
+        status, body, cookies = await _asgi_get("/session/visit/")
+        assert (status, json.loads(body)) == (200, {"user": "", "visits": 1})
+        status, body, _ = await _asgi_get("/session/visit/", cookie=b"; ".join(cookies))
+        assert (status, json.loads(body)) == (200, {"user": "", "visits": 2})
+    assert started == []
+    assert "django_session" in " ".join(sql for _, sql, _ in sql_log.statements)
+    assert on_loop_thread(sql_log)
+    own = [*PROJECT_MIDDLEWARE, f"{__name__}.OwnMiddleware"]
+    with override_settings(MIDDLEWARE=own), threads_started(monkeypatch) as started:
+        assert (await _asgi_get("/session/visit/"))[0] == 200
+    assert started  # the request's thread for OwnMiddleware's hooks
 
 
 async def test_sessions_natively_and_inside_a_transaction(sql_log: SqlLog) -> None:

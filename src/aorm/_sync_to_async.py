@@ -42,6 +42,7 @@ from typing import Any
 from asgiref.sync import AsyncToSync, SyncToAsync
 from asgiref.sync import sync_to_async as _threaded
 from django.apps import apps
+from django.conf import settings
 from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
@@ -127,11 +128,54 @@ def _database_cache(target: Any, using: Any) -> bool:
     return isinstance(target, BaseDatabaseCache) and is_native(target.cache_model_class)
 
 
-def _session_middleware(target: Any, using: Any) -> bool:
-    """Django's ``SessionMiddleware`` saving a database session; other middleware is the user's."""
+def _session_middleware(target: Any) -> bool:
+    """Django's ``SessionMiddleware`` saving a database session."""
+    if not apps.is_installed("django.contrib.sessions"):
+        return False
     from django.contrib.sessions.middleware import SessionMiddleware
 
     return isinstance(target, SessionMiddleware) and _database_sessions(target.SessionStore, None)
+
+
+# Django's own middleware whose hooks do no blocking I/O of their own: what they
+# reach is the database (sessions, users, sites, flatpages, redirects) and the
+# request's body, which an async view parses on the loop too. Exact classes: a
+# subclass is the user's code. Left to threads: the cache middleware (the cache's
+# own I/O) and BrokenLinkEmailsMiddleware (mail).
+DJANGOS_MIDDLEWARE = frozenset(
+    {
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+        "django.middleware.gzip.GZipMiddleware",
+        "django.middleware.http.ConditionalGetMiddleware",
+        "django.middleware.locale.LocaleMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.contrib.sites.middleware.CurrentSiteMiddleware",
+        "django.contrib.flatpages.middleware.FlatpageFallbackMiddleware",
+        "django.contrib.redirects.middleware.RedirectFallbackMiddleware",
+        "django.contrib.admindocs.middleware.XViewMiddleware",
+    }
+)
+
+
+def _sessions_in_database() -> bool:
+    """No sessions app, or sessions kept in the database on aorm aliases."""
+    if not apps.is_installed("django.contrib.sessions"):
+        return True
+    return _database_sessions(importlib.import_module(settings.SESSION_ENGINE).SessionStore, None)
+
+
+def _djangos_middleware(target: Any, using: Any) -> bool:
+    """A hook of :data:`DJANGOS_MIDDLEWARE` (what may reach the session: its store too) when
+    every alias is aorm's; ``SessionMiddleware`` saving a database session."""
+    cls = type(target)
+    if f"{cls.__module__}.{cls.__qualname__}" in DJANGOS_MIDDLEWARE:
+        return every_alias_native() and _sessions_in_database()
+    return _session_middleware(target)
 
 
 def _response_close(target: Any, using: Any) -> bool:
@@ -162,7 +206,8 @@ ROUTED: dict[str, Callable[[Any, Any], bool]] = {
     "django.contrib.auth.backends": _model_backend,
     "django.core.cache.backends.base": _database_cache,
     "django.dispatch.dispatcher": _every_alias,  # Signal.asend()'s sync receivers
-    "django.utils.deprecation": _session_middleware,  # MiddlewareMixin's sync hooks
+    "django.utils.deprecation": _djangos_middleware,  # MiddlewareMixin's sync hooks
+    "django.core.handlers.base": _djangos_middleware,  # process_view, process_exception...
     "django.core.handlers.asgi": _response_close,  # each request's end: no thread started
 }
 
@@ -175,7 +220,6 @@ THREADED: dict[str, str] = {
     "django.contrib.auth.decorators": "user_passes_test's test function: the user's code",
     "django.contrib.auth.middleware": "a sync middleware's process_request",
     "django.contrib.staticfiles.handlers": "serving static files",
-    "django.core.handlers.base": "sync views and middleware: the user's code",
     "django.core.handlers.exception": "sync exception handlers",
     "django.http.response": "a streaming response's sync iterator",
     "django.test.client": "closing responses",
@@ -189,7 +233,6 @@ _APP_OF = {  # routed modules that exist only with their app installed
     "django.contrib.sessions.backends.base": "django.contrib.sessions",
     "django.contrib.sessions.backends.db": "django.contrib.sessions",
     "django.contrib.auth.backends": "django.contrib.auth",
-    "django.utils.deprecation": "django.contrib.sessions",
 }
 
 
