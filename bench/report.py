@@ -239,8 +239,9 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "no_database (F only) answers student_list's JSON without a query: what uvicorn, "
             "Django's request handling and the load client, all on this machine, cost alone. "
-            "It is the ceiling of any ORM's student_list here; its x stock is the same code "
-            "twice, so it shows the noise.",
+            "It is the ceiling of each server's student_list here. Its x stock is the request "
+            "path alone: Django closes each response through sync_to_async, in a thread it "
+            "starts per request; aorm closes it on the loop.",
         ]
         if web
         else []
