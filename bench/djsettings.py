@@ -49,23 +49,9 @@ ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [*_apps, "bench.djapp", "students"]
 # No middleware in A-E and F: F measures the ORM under Django's ASGI handler.
 MIDDLEWARE: list[str] = []
-if POOL == "unset":  # F0: what `django-admin startproject` writes
-    INSTALLED_APPS = [
-        "django.contrib.contenttypes",
-        "django.contrib.auth",
-        "django.contrib.sessions",
-        "django.contrib.messages",
-        *INSTALLED_APPS,
-    ]
-    MIDDLEWARE = [
-        "django.middleware.security.SecurityMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.common.CommonMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    ]
+if POOL == "unset":  # F0: what `django-admin startproject` writes (with the apps it uses)
+    INSTALLED_APPS = [*example.STARTPROJECT_APPS, *INSTALLED_APPS]
+    MIDDLEWARE = example.STARTPROJECT_MIDDLEWARE
 ROOT_URLCONF = "bench.webapp.urls"
 if DATABASE == "sqlite":
     DATABASES = {"default": {"ENGINE": _engine, "NAME": common.SQLITE_FILE}}

@@ -22,3 +22,22 @@ def make_importable() -> None:
     """
     if str(PROJECT) not in sys.path:
         sys.path.append(str(PROJECT))
+
+
+# What `django-admin startproject` writes: the settings a user starts from (the
+# benchmark's workload F0, the tests of Django's own middleware).
+STARTPROJECT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+]
+STARTPROJECT_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]

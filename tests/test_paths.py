@@ -36,6 +36,7 @@ from django.db.transaction import TransactionManagementError
 from django.dispatch import Signal
 from django.test import AsyncClient, override_settings
 from students.models import Student
+from support import example
 
 import aorm
 from aorm import _sync_to_async
@@ -443,18 +444,6 @@ async def test_a_request_through_djangos_asgi_handler_starts_no_thread(
     await Student.objects.all().adelete()
 
 
-# What `django-admin startproject` writes.
-PROJECT_MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
-
-
 class OwnMiddleware(django.middleware.common.CommonMiddleware):
     """A project's own middleware: any code, so it runs in a thread as in Django."""
 
@@ -466,7 +455,8 @@ async def test_djangos_own_middleware_runs_on_the_loop(
     ``sync_to_async``) runs in the bridge when every alias is aorm's and sessions are in
     the database: a session's requests start no thread; a project's own middleware does."""
     sql_log.clear()
-    with override_settings(MIDDLEWARE=PROJECT_MIDDLEWARE), threads_started(monkeypatch) as started:
+    project = override_settings(MIDDLEWARE=example.STARTPROJECT_MIDDLEWARE)
+    with project, threads_started(monkeypatch) as started:
         status, body, cookies = await _asgi_get("/session/visit/")
         assert (status, json.loads(body)) == (200, {"user": "", "visits": 1})
         status, body, _ = await _asgi_get("/session/visit/", cookie=b"; ".join(cookies))
@@ -474,7 +464,7 @@ async def test_djangos_own_middleware_runs_on_the_loop(
     assert started == []
     assert "django_session" in " ".join(sql for _, sql, _ in sql_log.statements)
     assert on_loop_thread(sql_log)
-    own = [*PROJECT_MIDDLEWARE, f"{__name__}.OwnMiddleware"]
+    own = [*example.STARTPROJECT_MIDDLEWARE, f"{__name__}.OwnMiddleware"]
     with override_settings(MIDDLEWARE=own), threads_started(monkeypatch) as started:
         assert (await _asgi_get("/session/visit/"))[0] == 200
     assert started  # the request's thread for OwnMiddleware's hooks
