@@ -10,6 +10,7 @@ on the ``stock`` alias too, aorm's rows must equal stock Django's.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import importlib
@@ -636,6 +637,22 @@ def test_every_module_using_sync_to_async_is_routed_or_declared_threaded() -> No
     unaccounted = found - set(_sync_to_async.ROUTED) - set(_sync_to_async.THREADED)
     assert not unaccounted, f"classify in aorm._sync_to_async (ROUTED or THREADED): {unaccounted}"
     assert not set(_sync_to_async.ROUTED) & set(_sync_to_async.THREADED)
+
+
+def test_every_middleware_class_of_django_is_listed() -> None:
+    """Django's middleware classes (found in its source, whatever is installed) are each
+    either run on the loop (``DJANGOS_MIDDLEWARE``) or declared with the reason not to."""
+    root = Path(django.__file__).parent
+    found = set()
+    for path in [*root.glob("middleware/*.py"), *root.glob("contrib/*/middleware.py")]:
+        module = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Middleware"):
+                found.add(f"{module}.{node.name}")
+    listed, other = _sync_to_async.DJANGOS_MIDDLEWARE, set(_sync_to_async.OTHER_DJANGO_MIDDLEWARE)
+    assert "django.middleware.csrf.CsrfViewMiddleware" in found
+    assert found - listed - other == set(), "classify in aorm._sync_to_async"
+    assert not listed & other
 
 
 def test_every_async_function_of_a_routed_module_goes_through_the_router() -> None:

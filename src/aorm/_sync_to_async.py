@@ -147,6 +147,7 @@ DJANGOS_MIDDLEWARE = frozenset(
         "django.middleware.security.SecurityMiddleware",
         "django.middleware.common.CommonMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
+        "django.middleware.csp.ContentSecurityPolicyMiddleware",  # Django 6
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
         "django.middleware.gzip.GZipMiddleware",
         "django.middleware.http.ConditionalGetMiddleware",
@@ -160,6 +161,19 @@ DJANGOS_MIDDLEWARE = frozenset(
         "django.contrib.admindocs.middleware.XViewMiddleware",
     }
 )
+
+
+# Django's other middleware classes, and why their hooks are not listed above (a
+# test fails on a Django version that adds a class to neither).
+OTHER_DJANGO_MIDDLEWARE: dict[str, str] = {
+    "django.contrib.sessions.middleware.SessionMiddleware": "routed if its store is the database",
+    "django.middleware.cache.UpdateCacheMiddleware": "the cache backend's own I/O",
+    "django.middleware.cache.FetchFromCacheMiddleware": "the cache backend's own I/O",
+    "django.middleware.cache.CacheMiddleware": "the cache backend's own I/O",
+    "django.middleware.common.BrokenLinkEmailsMiddleware": "sends mail",
+    "django.contrib.auth.middleware.RemoteUserMiddleware": "async in Django (aauthenticate)",
+    "django.contrib.auth.middleware.PersistentRemoteUserMiddleware": "async, as its parent",
+}
 
 
 def _sessions_in_database() -> bool:
