@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Outcome", "Request", "Response", "fetch", "run_load"]
+__all__ = ["Outcome", "Request", "Response", "TruncatedResponse", "fetch", "run_load"]
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,14 @@ class Outcome:
         return None if self.response is None else self.response.status
 
 
+class TruncatedResponse(ValueError):
+    """The connection ended before the whole response came (a server that died mid-request)."""
+
+
 def _parse(raw: bytes) -> Response:
     head, separator, body = raw.partition(b"\r\n\r\n")
     if not separator:
-        raise ValueError(f"incomplete HTTP response: {raw[:200]!r}")
+        raise TruncatedResponse(f"incomplete HTTP response: {raw[:200]!r}")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     version, status, *_ = status_line.split(" ", 2)
     if not version.startswith("HTTP/1."):
@@ -81,6 +85,10 @@ def _parse(raw: bytes) -> Response:
         headers[name.strip().lower()] = value.strip()
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _dechunk(body)
+    elif "content-length" in headers and len(body) < int(headers["content-length"]):
+        raise TruncatedResponse(
+            f"body of {len(body)} bytes, Content-Length {headers['content-length']}"
+        )
     elif "content-length" in headers and len(body) != int(headers["content-length"]):
         raise ValueError(f"body of {len(body)} bytes, Content-Length {headers['content-length']}")
     return Response(int(status), headers, body)
@@ -91,12 +99,12 @@ def _dechunk(data: bytes) -> bytes:
     while True:
         size_line, separator, data = data.partition(b"\r\n")
         if not separator:
-            raise ValueError("truncated chunked body")
+            raise TruncatedResponse("truncated chunked body")
         size = int(size_line.split(b";")[0], 16)
         if size == 0:
             return bytes(body)
         if len(data) < size + 2:
-            raise ValueError("truncated chunked body")
+            raise TruncatedResponse("truncated chunked body")
         body += data[:size]
         data = data[size + 2 :]
 
