@@ -33,6 +33,7 @@ from students.models import Student
 import aorm
 from aorm import _loops
 from aorm._pool import DEFAULT_OPTIONS, AsyncPool, PoolTimeout, pool_key
+from aorm.backends import pooling
 from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions
 from tests.test_errors import backend_pid
 
@@ -503,3 +504,18 @@ async def test_a_connection_lost_mid_wait_is_unwatched_before_its_number_is_reus
         for _ in range(10):  # new sockets, some with the same number, are watched afresh
             await Student.objects.using("unpooled").acount()
         assert await Student.objects.acount() == 0
+
+
+# -- the bound on a cancelled query's cancel request
+
+
+@pytest.mark.parametrize(
+    ("connect_timeout", "bound"),
+    [(None, 5.0), (0, 5.0), ("0", 5.0), (-1, 5.0), ("", 5.0), ("2", 2.0), (3, 3.0), (2.5, 2.5)],
+)
+def test_a_cancel_request_is_bounded_by_connect_timeout(
+    connect_timeout: Any, bound: float
+) -> None:
+    """PostgreSQL's cancel request and MySQL's KILL QUERY open a connection of their own:
+    ``connect_timeout`` bounds them; unset, or "no limit" (0), they get 5 s."""
+    assert pooling.cancel_timeout(connect_timeout) == bound

@@ -40,6 +40,7 @@ __all__ = [
     "Pooled",
     "PooledWithWrappers",
     "Unpooled",
+    "cancel_timeout",
     "connection_source",
     "forget_sources",
     "park",
@@ -63,6 +64,25 @@ class Connector(Protocol[C]):
 
     async def close(self, connection: C) -> None:
         """Close the connection for good."""
+
+
+# How long a cancelled query's cancel request (PostgreSQL's cancel, MySQL's KILL
+# QUERY: a connection of its own) may take when no ``connect_timeout`` is set.
+DEFAULT_CANCEL_TIMEOUT = 5.0
+
+
+def cancel_timeout(connect_timeout: object) -> float:
+    """The bound on a cancel request: the alias's ``connect_timeout``, as it opens a connection.
+
+    Unset or not positive (libpq's and MySQL's "no limit"), it is
+    :data:`DEFAULT_CANCEL_TIMEOUT`: a cancelled task must never wait without end
+    for a network that went silent.
+    """
+    try:
+        seconds = float(connect_timeout)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return DEFAULT_CANCEL_TIMEOUT
+    return seconds if seconds > 0 else DEFAULT_CANCEL_TIMEOUT
 
 
 class ConnectionSource(Protocol):

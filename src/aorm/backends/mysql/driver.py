@@ -39,7 +39,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.utils import typecast_time
 from MySQLdb.constants import CR, ER, FIELD_TYPE
 
-from aorm.backends.pooling import ConnectionSource
+from aorm.backends.pooling import ConnectionSource, cancel_timeout
 from aorm.bridge import await_, in_bridge
 
 __all__ = [
@@ -55,7 +55,6 @@ _Outcome = tuple[Sequence[Any], Any, int, Any, Any]
 
 _IN_TRANS = 1  # SERVER_STATUS_IN_TRANS
 _AUTOCOMMIT = 2  # SERVER_STATUS_AUTOCOMMIT
-_KILL_TIMEOUT = 5.0
 
 logger = logging.getLogger("aorm.mysql")
 
@@ -515,8 +514,9 @@ class Connector:
 
     async def kill_query(self, thread_id: int) -> None:
         """``KILL QUERY`` over a connection of its own, opened for that."""
-        kwargs = {**self.kwargs, "init_command": None, "connect_timeout": _KILL_TIMEOUT}
-        async with asyncio.timeout(_KILL_TIMEOUT):
+        timeout = cancel_timeout(self.kwargs.get("connect_timeout"))
+        kwargs = {**self.kwargs, "init_command": None, "connect_timeout": timeout}
+        async with asyncio.timeout(timeout):
             raw = await self.driver.connect(**kwargs)
             try:
                 cursor = await self.driver.new_cursor(raw)

@@ -49,6 +49,7 @@ from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.waiting import Ready, Wait
 
 from aorm import bridge
+from aorm.backends import pooling
 from aorm.bridge import await_, in_bridge
 
 __all__ = ["Connection", "Connector"]
@@ -87,7 +88,12 @@ class _ExclusiveUse:
 class Connection(psycopg.Connection[Any]):
     """A synchronous psycopg connection whose waits, inside the bridge, run on the event loop."""
 
-    def __init__(self, source: AsyncConnection[Any], cursor_factory: type[psycopg.Cursor[Any]]):
+    def __init__(
+        self,
+        source: AsyncConnection[Any],
+        cursor_factory: type[psycopg.Cursor[Any]],
+        cancel_timeout: float = pooling.DEFAULT_CANCEL_TIMEOUT,
+    ):
         super().__init__(source.pgconn)
         self.lock = _ExclusiveUse()  # type: ignore[assignment]
         self.async_connection = source
@@ -97,6 +103,7 @@ class Connection(psycopg.Connection[Any]):
         self._adapters = source.adapters
         self._autocommit = source.autocommit
         self.prepare_threshold = source.prepare_threshold
+        self.cancel_timeout = cancel_timeout  # the cancel request's bound (connect_timeout)
         self.parked: Any = None  # the DatabaseWrapper kept with it between operations
         self._watched: asyncio.AbstractEventLoop | None = None  # loop watching the socket
         self._watched_fd = -1
@@ -144,7 +151,7 @@ class Connection(psycopg.Connection[Any]):
                 # connection whose protocol state is unknown.
                 self.unwatch()
                 try:
-                    await_(self.async_connection.cancel_safe(timeout=5))
+                    await_(self.async_connection.cancel_safe(timeout=self.cancel_timeout))
                 except Exception as exc:  # best effort: closed below anyway
                     logger.warning("error cancelling the query of a cancelled task: %s", exc)
                 self.pgconn.finish()
@@ -221,11 +228,13 @@ class Connector:
     ) -> None:
         self.alias = alias
         self._kwargs, self._cursor_factory = _split(connect_kwargs)
+        self._cancel_timeout = pooling.cancel_timeout(self._kwargs.get("connect_timeout"))
         self._configure = configure
 
     async def open(self) -> Connection:
         """A connection, with Django's per-connection setup (time zone, role) done."""
-        face = Connection(await AsyncConnection.connect(**self._kwargs), self._cursor_factory)
+        source = await AsyncConnection.connect(**self._kwargs)
+        face = Connection(source, self._cursor_factory, self._cancel_timeout)
         try:
             await bridge.run(self._configure, face)
         except BaseException:
