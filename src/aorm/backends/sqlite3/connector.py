@@ -49,7 +49,12 @@ class Connector:
     def reusable(self, connection: Connection) -> bool:
         if self.memory:  # the database itself: kept whatever happened
             return True
-        return connection.reusable and not connection.busy and not connection.raw.in_transaction
+        return (
+            connection.reusable
+            and not connection.busy
+            and not connection.doomed
+            and not connection.raw.in_transaction
+        )
 
     async def close(self, connection: Connection) -> None:
         """Close the connection in its thread, end the thread, and give up its write turn."""

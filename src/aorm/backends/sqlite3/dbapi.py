@@ -93,6 +93,14 @@ class Connection:
     progress handler. ``sqlite3.Connection.interrupt()`` alone would not do:
     it is a no-op when it lands before the statement starts, and the
     statement then runs to its end.
+
+    A call abandoned inside a transaction *dooms* it: its outcome is unknown
+    (not made, made, or stopped; a write stopped by an interrupt makes SQLite
+    roll back the whole transaction, after which every statement would run,
+    and commit, on its own). Until the transaction is rolled back, statements
+    and commits fail with ``OperationalError``, as on a PostgreSQL or MySQL
+    connection closed after a cancelled query, so that nothing written before
+    or after the cancellation can be committed without the rest.
     """
 
     def __init__(self, io: IOThread, raw: sqlite3.Connection, source: Connector) -> None:
@@ -103,6 +111,7 @@ class Connection:
         self.busy = False  # a call of an abandoned operation may still be running
         self.reusable = True  # False once a PRAGMA changed the connection's settings
         self.holds_writer = False
+        self.doomed = False  # a call was abandoned inside the transaction: roll back only
         self._sent = 0  # calls sent to the thread
         self._running = 0  # the number of the call the thread is making
         self._abandoned = 0  # calls up to this number were abandoned
@@ -115,6 +124,7 @@ class Connection:
         number = self._sent
         if not in_bridge():
             return self.io.call(self._make, number, fn, args)
+        in_transaction = self.raw.in_transaction
         future = self.io.future(self._make, number, fn, args)
         try:
             result = await_(future)
@@ -124,6 +134,8 @@ class Connection:
                 # stopped early; its outcome, and the connection's state, are unknown.
                 self.busy = True
                 self._abandoned = number
+                if in_transaction:
+                    self.doomed = True
                 self.raw.interrupt()
             else:  # the call ended in an error: every call before it ended too
                 self.busy = False
@@ -150,6 +162,7 @@ class Connection:
 
     def statement(self, sql: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a statement in the thread, holding the file's write lock if it may write."""
+        self._refuse_if_doomed()
         writer = self.source.writer
         if (
             writer is not None
@@ -165,6 +178,14 @@ class Connection:
             return self.call(fn, *args)
         finally:
             self.transaction_may_have_ended()
+
+    def _refuse_if_doomed(self) -> None:
+        if self.doomed:
+            raise sqlite3.OperationalError(
+                "a call of this transaction was cancelled mid-call (aorm): its outcome is "
+                "unknown, and SQLite may have rolled the whole transaction back, so the "
+                "transaction can only be rolled back"
+            )
 
     def transaction_may_have_ended(self) -> None:
         if self.holds_writer and not self.busy and not self.raw.in_transaction:
@@ -187,12 +208,14 @@ class Connection:
         return self.cursor().execute(sql, parameters)
 
     def commit(self) -> None:
+        self._refuse_if_doomed()
         if self.busy or self.raw.in_transaction:
             self.call_ending_transaction(self.raw.commit)
 
     def rollback(self) -> None:
         if self.busy or self.raw.in_transaction:
             self.call_ending_transaction(self.raw.rollback)
+        self.doomed = False
 
     def close(self) -> None:
         """Django is done with the connection: roll back what it left, give it back."""
@@ -208,6 +231,7 @@ class Connection:
         try:
             if self.busy or self.raw.in_transaction or self.raw.isolation_level is not None:
                 self.call(_rollback_and_reset, self.raw)
+            self.doomed = False
         except BaseException:
             self.reusable = False
             raise
@@ -223,6 +247,7 @@ class Connection:
         if level == self.raw.isolation_level and not self.busy:
             return
         if self.busy or self.raw.in_transaction:  # setting it may commit
+            self._refuse_if_doomed()
             self.call_ending_transaction(setattr, self.raw, "isolation_level", level)
         else:
             self.raw.isolation_level = level  # type: ignore[assignment]
