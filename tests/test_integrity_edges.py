@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -252,3 +253,92 @@ async def test_a_task_group_failure_cancels_a_sibling_mid_query() -> None:
     assert info.group_contains(Boom)
     assert await names() == []
     await all_returned()
+
+
+# -- on_commit callbacks
+
+
+async def test_a_task_started_by_an_on_commit_callback_runs_after_the_commit() -> None:
+    """A callback runs after the commit, outside the transaction: a task it starts
+    writes on connections of its own. It inherited the ended block and got
+    TransactionManagementError: its writes were lost."""
+    started: list[asyncio.Task[Any]] = []
+
+    async def later(kind: str) -> None:
+        await Event.objects.acreate(kind=kind)
+
+    async def coroutine_callback() -> None:
+        started.append(asyncio.create_task(later("from a coroutine callback")))
+
+    async def gathering_callback() -> None:
+        await asyncio.gather(later("gathered 1"), later("gathered 2"))
+
+    for callback in (
+        lambda: started.append(asyncio.create_task(later("from a sync callback"))),
+        coroutine_callback,
+        gathering_callback,
+    ):
+        async with transaction.atomic():
+            await Event.objects.acreate(kind="in a block")
+            transaction.on_commit(callback)
+        await asyncio.gather(*started)
+    assert await kinds() == [
+        "from a coroutine callback",
+        "from a sync callback",
+        "gathered 1",
+        "gathered 2",
+        "in a block",
+        "in a block",
+        "in a block",
+    ]
+    await all_returned()
+
+
+async def test_an_on_commit_callback_opens_blocks_of_its_own() -> None:
+    """After the commit a callback may open a durable block, nest one in it, and
+    roll one back, as in sync Django."""
+    counts: list[int] = []
+
+    async def callback() -> None:
+        async with transaction.atomic(durable=True):
+            await Event.objects.acreate(kind="callback")
+            async with transaction.atomic():
+                await Event.objects.acreate(kind="callback, nested")
+        with pytest.raises(Boom):
+            async with transaction.atomic():
+                await Event.objects.acreate(kind="callback, rolled back")
+                raise Boom
+        counts.append(await Event.objects.acount())
+
+    async with transaction.atomic():
+        await Event.objects.acreate(kind="block")
+        transaction.on_commit(callback)
+    assert counts == [3]
+    assert await kinds() == ["block", "callback", "callback, nested"]
+    await all_returned()
+
+
+async def test_an_on_commit_callback_raising_after_the_commit() -> None:
+    """As in Django: the commit stands, the error propagates, later callbacks are
+    dropped; the next transaction on the pool is a clean one."""
+    calls: list[str] = []
+
+    def fails() -> None:
+        raise Boom
+
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await Event.objects.acreate(kind="committed")
+            transaction.on_commit(lambda: calls.append("first"))
+            transaction.on_commit(fails)
+            transaction.on_commit(lambda: calls.append("dropped"))
+    assert calls == ["first"]
+    assert await kinds() == ["committed"]
+    await all_returned()
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await Event.objects.acreate(kind="rolled back")
+            transaction.on_commit(lambda: calls.append("never"))
+            raise Boom
+    assert calls == ["first"]
+    assert await kinds() == ["committed"]

@@ -54,6 +54,7 @@ __all__ = [
     "reset_blocks",
     "set_blocks",
     "take_turns",
+    "tasks_started_outside",
 ]
 
 T = TypeVar("T")
@@ -127,6 +128,31 @@ def blocks_kept() -> Iterator[None]:
     finally:
         if _inherited.get() is not before:
             _inherited.set(before)
+
+
+@contextlib.contextmanager
+def tasks_started_outside(alias: str) -> Iterator[None]:
+    """Tasks started meanwhile by this task are outside its transaction on ``alias``.
+
+    For the end of an outermost block: Django runs the ``on_commit`` callbacks
+    there, after the commit, and a task they start (``asyncio.create_task``, a
+    ``gather`` in a coroutine callback) is work after the transaction, not in
+    it. Inheriting the block, it would get TransactionManagementError as soon
+    as the block is marked ended, and its writes would be lost. The task's own
+    code (a coroutine callback's queries) keeps its blocks: it runs before the
+    connection is given back.
+    """
+    blocks = own_blocks()
+    if alias not in blocks:
+        yield
+        return
+    token = _inherited.set(
+        MappingProxyType({name: block for name, block in blocks.items() if name != alias})
+    )
+    try:
+        yield
+    finally:
+        _inherited.reset(token)
 
 
 class Transaction:

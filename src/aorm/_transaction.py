@@ -77,7 +77,12 @@ def _end_block(atomic: Atomic, block: _blocks.Block, exc_info: tuple[Any, Any, A
     """Django's ``Atomic.__exit__`` on the block; the outermost gives its connection back."""
     transaction = block.transaction
     try:
-        atomic.__exit__(*exc_info)
+        if block.parent is None:
+            # The commit runs the on_commit callbacks: tasks they start come after it.
+            with _blocks.tasks_started_outside(transaction.alias):
+                atomic.__exit__(*exc_info)
+        else:
+            atomic.__exit__(*exc_info)
     finally:
         block.ended = True  # tasks still inside it can no longer take a turn
         if block.parent is None:
