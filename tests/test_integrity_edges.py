@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import OperationalError, connections, transaction
+from django.db.models import QuerySet
 from students.models import Student
 
 import aorm
@@ -342,3 +344,121 @@ async def test_an_on_commit_callback_raising_after_the_commit() -> None:
             raise Boom
     assert calls == ["first"]
     assert await kinds() == ["committed"]
+
+
+# -- async for, left early inside a block
+
+
+def chunks(queryset: QuerySet[Any], size: int = 10) -> AsyncIterator[Any]:
+    """The async iterator ``aiterator()`` loops over: chunked, on a kept connection."""
+    return queryset._iterable_class(queryset, chunked_fetch=True, chunk_size=size).__aiter__()
+
+
+async def test_a_loop_left_in_a_rolled_back_savepoint_leaves_the_transaction_intact() -> None:
+    """Sync Django closes a loop's cursor as the loop is left, before the block
+    ends. Python closes an async loop later: here, after the savepoint's
+    rollback destroyed its cursor, still inside the outer block. The late CLOSE
+    of a cursor PostgreSQL no longer knew aborted the outer transaction behind
+    Django's back (the error was swallowed in the generator's finalizer), and
+    the commit then silently rolled back: 'kept' lost, on_commit callbacks run."""
+    await Student.objects.abulk_create([Student(name=f"s{i:02}", age=i) for i in range(30)])
+    calls: list[str] = []
+    async with transaction.atomic():
+        await Student.objects.acreate(name="kept", age=1)
+        loop = chunks(Student.objects.order_by("id"))
+        with pytest.raises(Boom):
+            async with transaction.atomic():
+                async for _ in loop:
+                    raise Boom
+        await loop.aclose()  # late, as Python's finalizer does
+        transaction.on_commit(lambda: calls.append("committed"))
+    assert calls == ["committed"]
+    assert await Student.objects.filter(name="kept").acount() == 1
+    await all_returned()
+
+
+@pytest.mark.parametrize("alias", ["default", "checked"])
+async def test_a_loop_closed_after_its_block_ended(alias: str) -> None:
+    """Python's finalizer closes a loop left early in a task started where the
+    loop was dropped, inside the block, which runs after the block ended. The
+    close failed with TransactionManagementError; a loop on another alias than
+    the block's kept its pooled connection for ever."""
+    await Student.objects.abulk_create([Student(name=f"s{i:02}", age=i) for i in range(30)])
+    ended = asyncio.Event()
+
+    async def close_after_the_block(loop: AsyncIterator[Any]) -> None:
+        await ended.wait()
+        await loop.aclose()  # type: ignore[attr-defined]
+
+    async with transaction.atomic():
+        await Student.objects.acreate(name="kept", age=1)
+        loop = chunks(Student.objects.using(alias).order_by("id"))
+        async for _ in loop:
+            break
+        closing = asyncio.create_task(close_after_the_block(loop))
+    ended.set()
+    await closing
+    assert await Student.objects.filter(name="kept").acount() == 1
+    await all_returned(alias)
+
+
+async def test_a_loop_started_in_a_released_savepoint_goes_on_in_its_parent() -> None:
+    await Student.objects.abulk_create([Student(name=f"s{i:02}", age=i) for i in range(30)])
+    async with transaction.atomic():
+        loop = chunks(Student.objects.order_by("id"))
+        async with transaction.atomic():
+            first = [await anext(loop) for _ in range(3)]
+            await Student.objects.acreate(name="in the savepoint", age=1)
+        rest = [s async for s in loop]
+    assert len(first) + len(rest) == 30
+    assert await Student.objects.acount() == 31
+    await all_returned()
+
+
+async def test_a_loop_started_before_a_block_and_continued_in_it() -> None:
+    """A loop's cursor opened outside any transaction stays on its own connection
+    when the loop goes on inside a block: given back when the loop ends. It was
+    replaced by the transaction's for the chunks, and its connection was never
+    given back to the pool."""
+    await Student.objects.abulk_create([Student(name=f"s{i:02}", age=i) for i in range(30)])
+    loop = chunks(Student.objects.order_by("id"))
+    first = await anext(loop)
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await Student.objects.acreate(name="rolled back", age=1)
+            rest = [s async for s in loop]
+            raise Boom
+    assert [first, *rest] == [s async for s in Student.objects.order_by("id")]
+    await all_returned()
+
+
+async def test_a_loop_cancelled_inside_a_block() -> None:
+    await Student.objects.abulk_create([Student(name=f"s{i:02}", age=i) for i in range(30)])
+    looping = asyncio.Event()
+
+    async def request() -> None:
+        async with transaction.atomic():
+            await Student.objects.acreate(name="rolled back", age=1)
+            async for _ in Student.objects.order_by("id").aiterator(chunk_size=10):
+                looping.set()
+                await asyncio.sleep(10)
+
+    task = asyncio.create_task(request())
+    await looping.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await Student.objects.acount() == 30
+    await all_returned()
+
+
+async def test_writes_between_the_chunks_of_a_loop_inside_a_block() -> None:
+    await Student.objects.abulk_create([Student(name=f"s{i:03}", age=i) for i in range(100)])
+    async with transaction.atomic():
+        async for student in Student.objects.order_by("id").aiterator(chunk_size=10):
+            student.age += 1000
+            await student.asave(update_fields=["age"])
+        await Student.objects.filter(age__lt=1050).adelete()
+    assert await Student.objects.acount() == 50
+    assert await Student.objects.filter(age__lt=1050).acount() == 0
+    await all_returned()

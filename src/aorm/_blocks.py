@@ -221,12 +221,15 @@ class Transaction:
 class Block:
     """One ``atomic`` block (the outermost, or a savepoint) of a :class:`Transaction`."""
 
-    __slots__ = ("ended", "parent", "transaction")
+    __slots__ = ("ended", "iterations", "parent", "transaction")
 
     def __init__(self, transaction: Transaction, parent: Block | None) -> None:
         self.transaction = transaction
         self.parent = parent
         self.ended = False
+        # ``async for`` loops whose cursor is on the block's connection, still open
+        # (aorm._operation.KeptConnections): closed when the block ends, if not before.
+        self.iterations: set[Any] = set()
 
 
 def current_blocks() -> Mapping[str, Block]:

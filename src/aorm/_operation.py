@@ -284,8 +284,14 @@ def _in_operation(
 ) -> T:
     """Run ``fn`` with the operation's wrappers (plus the transactions') as the connections."""
     wrappers, blocks = operation.wrappers, operation.blocks
+    # A wrapper kept by KeptConnections from before the transaction (a loop
+    # started outside it, its cursor on that wrapper's connection): set aside
+    # while the transaction's serves, and kept, not lost with its connection.
+    displaced: dict[str, Any] = {}
     for alias, block in blocks.items():
         if block.transaction.wrapper is not None:
+            if alias in wrappers:
+                displaced[alias] = wrappers[alias]
             wrappers[alias] = block.transaction.wrapper
             if block.transaction.adopted:
                 block.transaction.wrapper.inc_thread_sharing()
@@ -305,6 +311,7 @@ def _in_operation(
             for alias, block in blocks.items():
                 if alias in wrappers:  # created by this operation, or handed back
                     block.transaction.wrapper = wrappers.pop(alias)
+            wrappers.update(displaced)
             if not keep_connections:
                 _release(wrappers)
         finally:
@@ -312,10 +319,16 @@ def _in_operation(
 
 
 async def _run_in(
-    wrappers: dict[str, Any], keep_connections: bool, fn: Callable[..., T], *args: Any
+    wrappers: dict[str, Any],
+    keep_connections: bool,
+    fn: Callable[..., T],
+    *args: Any,
+    blocks: Mapping[str, _blocks.Block] | None = None,
 ) -> T:
     operation = Operation(wrappers)
-    operation.blocks = blocks = _blocks.current_blocks()
+    if blocks is None:
+        blocks = _blocks.current_blocks()
+    operation.blocks = blocks
     try:
         await _blocks.take_turns(blocks, operation)
         return await bridge.run(_in_operation, operation, keep_connections, fn, args, {})
@@ -371,20 +384,74 @@ def await_(awaitable: Awaitable[T]) -> T:
 class KeptConnections:
     """Connections kept across several operations, as a server-side cursor needs.
 
-    Used by ``async for``: each chunk is one operation (taking its turn in a
-    transaction), the cursor's connection is held until :meth:`close`.
+    Used by ``async for`` on ``alias``: each chunk is one operation (taking its
+    turn in a transaction), the cursor's connection is held until
+    :meth:`close`, which runs ``finalizer`` (closing the cursor) on it.
+
+    A loop left early (``break``, an exception, a cancellation) is closed by
+    Python later, in a task of its own: inside a transaction, that is often
+    after the block ended, when the transaction's connection is someone
+    else's, and the finalizer must not use it any more. Sync Django closes the
+    cursor while leaving the loop, before the block's end; so does aorm: the
+    end of the block the loop started in closes it first (:func:`end_iterations`,
+    in the block's turn, before its commit, release or rollback). Closing
+    later then only gives back the connections kept outside any transaction.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, alias: str, finalizer: Callable[[], object]) -> None:
+        self._alias = alias
+        self._finalizer = finalizer
         self._wrappers: dict[str, Any] = {}
+        self._block: _blocks.Block | None = None  # the block its cursor is in
+        self._started = False
+        self._finalized = False
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self._started:  # the first chunk opens the cursor: in a block, on its connection
+            self._started = True
+            block = _blocks.current_blocks().get(self._alias)
+            if block is not None and not block.ended:
+                self.move_to(block)
         return await _run_in(self._wrappers, True, fn, *args)
 
-    async def close(self, finalizer: Callable[[], object] | None = None) -> None:
-        """Run ``finalizer`` with the kept connections, then release its connections."""
-        await _run_in(self._wrappers, False, finalizer or _no_finalizer)
+    def move_to(self, block: _blocks.Block | None) -> None:
+        """The cursor is now in ``block`` (a released savepoint's cursor is its parent's)."""
+        if self._block is not None:
+            self._block.iterations.discard(self)
+        self._block = block
+        if block is not None:
+            block.iterations.add(self)
+
+    def finalize(self) -> None:
+        """In the bridge, on the cursor's connection: run the finalizer, once."""
+        if not self._finalized:
+            self._finalized = True
+            self.move_to(None)
+            self._finalizer()
+
+    async def close(self) -> None:
+        """Run the finalizer with the kept connections (unless done), then release them."""
+        blocks: Mapping[str, _blocks.Block] = _blocks.NO_BLOCKS
+        if not self._finalized:
+            block = _blocks.current_blocks().get(self._alias)
+            if block is not None:
+                blocks = {self._alias: block}
+        await _run_in(self._wrappers, False, self.finalize, blocks=blocks)
 
 
-def _no_finalizer() -> None:
-    pass
+def end_iterations(block: _blocks.Block, released: bool) -> None:
+    """``block`` ends: close the ``async for`` loops still open on its connection.
+
+    In the bridge, in the block's turn, before Django's ``__exit__``: a cursor
+    closed after a rollback (to a savepoint, or of the transaction) would be
+    one the server no longer knows, and PostgreSQL would abort the
+    transaction that the connection serves by then. A savepoint that is
+    ``released`` hands its cursors to its parent block instead, where the
+    loop can go on.
+    """
+    parent = block.parent
+    for kept in list(block.iterations):
+        if released and parent is not None:
+            kept.move_to(parent)
+        else:
+            kept.finalize()

@@ -33,8 +33,8 @@ def aiter_natively(self: BaseIterable) -> AsyncIterator[Any]:
 
 
 async def _native_chunks(iterable: BaseIterable) -> AsyncIterator[Any]:
-    connections = _operation.KeptConnections()
     rows = iter(iterable)
+    connections = _operation.KeptConnections(iterable.queryset.db, rows.close)  # type: ignore[attr-defined]
     try:
         while True:
             chunk = await connections.run(lambda: list(islice(rows, iterable.chunk_size)))
@@ -43,7 +43,7 @@ async def _native_chunks(iterable: BaseIterable) -> AsyncIterator[Any]:
             if len(chunk) < iterable.chunk_size:
                 break
     finally:
-        await connections.close(rows.close)  # type: ignore[attr-defined]
+        await connections.close()
 
 
 async def _evaluate(queryset: QuerySet[Any] | RawQuerySet) -> list[Any]:

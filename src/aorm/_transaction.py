@@ -77,12 +77,24 @@ def _end_block(atomic: Atomic, block: _blocks.Block, exc_info: tuple[Any, Any, A
     """Django's ``Atomic.__exit__`` on the block; the outermost gives its connection back."""
     transaction = block.transaction
     try:
+        error: BaseException | None = None
+        if block.iterations:  # loops left early: their cursors are closed first, in the block
+            wrapper = transaction.wrapper
+            released = exc_info[0] is None and not (
+                wrapper is None or wrapper.needs_rollback or wrapper.closed_in_transaction
+            )
+            try:
+                _operation.end_iterations(block, released)
+            except BaseException as exc:  # a failed statement: the block rolls back, and raises
+                error, exc_info = exc, (type(exc), exc, exc.__traceback__)
         if block.parent is None:
             # The commit runs the on_commit callbacks: tasks they start come after it.
             with _blocks.tasks_started_outside(transaction.alias):
                 atomic.__exit__(*exc_info)
         else:
             atomic.__exit__(*exc_info)
+        if error is not None:
+            raise error
     finally:
         block.ended = True  # tasks still inside it can no longer take a turn
         if block.parent is None:
