@@ -12,6 +12,7 @@ server session is left idle in a transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,13 +20,14 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import OperationalError, connections, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
 from django.db.models import QuerySet
 from students.models import Student
 
 import aorm
-from tests.app.models import Event
-from tests.conftest import ALL_DATABASES, server_sessions, until_server_sessions
+from aorm import _sync_to_async
+from tests.app.models import Author, Book, Event
+from tests.conftest import ALL_DATABASES, postgresql_only, server_sessions, until_server_sessions
 
 pytestmark = ALL_DATABASES
 
@@ -461,4 +463,173 @@ async def test_writes_between_the_chunks_of_a_loop_inside_a_block() -> None:
         await Student.objects.filter(age__lt=1050).adelete()
     assert await Student.objects.acount() == 50
     assert await Student.objects.filter(age__lt=1050).acount() == 0
+    await all_returned()
+
+
+# -- children that roll back, misuse durable, run sync code
+
+
+async def test_set_rollback_from_a_child_task() -> None:
+    """set_rollback(True) in a child marks the block it is in: the whole
+    transaction from a child of the outermost block, only its savepoint from a
+    child's own block."""
+
+    async def child_in_its_block(name: str) -> None:
+        async with transaction.atomic():
+            await Student.objects.acreate(name=name, age=1)
+            transaction.set_rollback(True)
+
+    async with transaction.atomic():
+        await Student.objects.acreate(name="parent", age=1)
+        await asyncio.gather(child_in_its_block("a"), child_in_its_block("b"))
+    assert await names() == ["parent"]
+
+    async def child() -> None:
+        await Student.objects.acreate(name="child", age=1)
+        transaction.set_rollback(True)
+
+    async with transaction.atomic():
+        await Student.objects.acreate(name="parent 2", age=1)
+        await asyncio.gather(child())
+    assert await names() == ["parent"]
+
+
+async def test_durable_in_a_child_task_raises_and_rolls_back() -> None:
+    """A child's durable block is nested in its parent's: RuntimeError, as Django."""
+
+    async def child() -> None:
+        async with transaction.atomic(durable=True):
+            await Student.objects.acreate(name="child", age=1)
+
+    with pytest.raises(RuntimeError, match="durable"):
+        async with transaction.atomic():
+            await Student.objects.acreate(name="parent", age=1)
+            await asyncio.gather(child())
+    assert await names() == []
+    await all_returned()
+
+
+@pytest.fixture
+def all_aliases_aorm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a project with only aorm aliases (see tests/test_paths.py)."""
+    monkeypatch.setattr(_sync_to_async, "every_alias_native", lambda: True)
+
+
+async def test_sync_to_async_in_child_tasks_with_sync_savepoints(all_aliases_aorm: None) -> None:
+    """Sync code of concurrent children, with sync savepoints of its own, takes
+    part in the block: rolled back with it, committed with it."""
+
+    def work(i: int) -> None:
+        Event.objects.create(kind=f"plain {i}")
+        with transaction.atomic():
+            Event.objects.create(kind=f"nested {i}")
+            if i % 2:
+                raise Boom
+
+    async def child(i: int) -> None:
+        with contextlib.suppress(Boom):
+            await sync_to_async(work)(i)
+
+    with pytest.raises(Boom):
+        async with transaction.atomic():
+            await asyncio.gather(*(child(i) for i in range(6)))
+            assert await Event.objects.acount() == 9
+            raise Boom
+    assert await Event.objects.acount() == 0
+    async with transaction.atomic():
+        await asyncio.gather(*(child(i) for i in range(6)))
+    assert await Event.objects.acount() == 9
+    await all_returned()
+
+
+# -- failures at commit time
+
+
+@pytest.mark.skipif(MYSQL, reason="MySQL checks foreign keys at once, not at commit")
+async def test_a_deferred_constraint_failing_at_commit() -> None:
+    """Django's foreign keys are checked at commit on PostgreSQL and SQLite: the
+    commit raises IntegrityError, nothing is written, no callback runs."""
+    calls: list[str] = []
+    with pytest.raises(IntegrityError):
+        async with transaction.atomic():
+            await Author.objects.acreate(name="ann")
+            await Book.objects.acreate(title="orphan", author_id=999_999)
+            transaction.on_commit(lambda: calls.append("committed"))
+    assert calls == []
+    assert await Author.objects.acount() == 0
+    await all_returned()
+    async with transaction.atomic():
+        await Author.objects.acreate(name="bob")
+    assert await Author.objects.acount() == 1
+
+
+@postgresql_only("two aliases on one SQLite file wait for each other's write lock")
+async def test_two_aliases_at_once_and_the_inner_commit_fails() -> None:
+    with pytest.raises(IntegrityError):
+        async with transaction.atomic():
+            await Author.objects.acreate(name="ann")
+            async with transaction.atomic(using="checked"):
+                await Author.objects.using("checked").acreate(name="bob")
+                await Book.objects.using("checked").acreate(title="orphan", author_id=999_999)
+    assert await Author.objects.acount() == 0
+    await all_returned()
+    await all_returned("checked")
+
+
+# -- row locks under concurrency
+
+
+no_row_locks = pytest.mark.skipif(SQLITE, reason="SQLite has no SELECT ... FOR UPDATE")
+
+
+@no_row_locks
+async def test_skip_locked_hands_each_job_to_one_worker() -> None:
+    """A job queue: six workers, each job processed exactly once."""
+    await Student.objects.abulk_create([Student(name=f"job{i:02}", age=0) for i in range(40)])
+    taken: list[str] = []
+
+    async def worker() -> None:
+        while True:
+            async with transaction.atomic():
+                job = (
+                    await Student.objects.select_for_update(skip_locked=True)
+                    .filter(age=0)
+                    .order_by("id")
+                    .afirst()
+                )
+                if job is None:
+                    return
+                taken.append(job.name)
+                await asyncio.sleep(0)
+                job.age = 1
+                await job.asave(update_fields=["age"])
+
+    await asyncio.gather(*(worker() for _ in range(6)))
+    assert sorted(taken) == [f"job{i:02}" for i in range(40)]
+    assert await Student.objects.filter(age=1).acount() == 40
+    await all_returned()
+
+
+@no_row_locks
+async def test_nowait_on_a_locked_row_fails_and_rolls_back() -> None:
+    row = await Student.objects.acreate(name="locked", age=0)
+    locked, done = asyncio.Event(), asyncio.Event()
+
+    async def locker() -> None:
+        async with transaction.atomic():
+            await Student.objects.select_for_update().aget(pk=row.pk)
+            locked.set()
+            await done.wait()
+
+    holding = asyncio.create_task(locker())
+    await locked.wait()
+    try:
+        with pytest.raises(DatabaseError):
+            async with transaction.atomic():
+                await Student.objects.acreate(name="rolled back", age=0)
+                await Student.objects.select_for_update(nowait=True).aget(pk=row.pk)
+    finally:
+        done.set()
+        await holding
+    assert await names() == ["locked"]
     await all_returned()
