@@ -74,6 +74,11 @@ def _candidate_aliases(target: Any, using: Any) -> set[str]:
         fixed = target._state.db
     elif isinstance(target, QuerySet | RawQuerySet | BaseManager):
         model, hints, fixed = target.model, target._hints, target._db
+        instance = getattr(target, "instance", None)
+        if isinstance(instance, Model):
+            # A related manager: Django routes its queries with its instance as the
+            # hint (the instance's alias by default), not with the manager's _hints.
+            hints = {**hints, "instance": instance}
     elif isinstance(target, BaseIterable):
         return _candidate_aliases(target.queryset, None)
     elif isinstance(target, type) and hasattr(target, "_meta"):  # a model class
