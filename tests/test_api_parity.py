@@ -252,6 +252,9 @@ async def related_managers_of_the_instances_alias(db: str) -> Any:
 
 
 CASES: list[Case] = [
+    raw_parameters,
+    raw_queryset_with_a_sequence,
+    bytes_stored_and_compared,
     signals_sent,
     racing_get_or_create,
     racing_update_or_create,

@@ -90,15 +90,18 @@ def asyncmy_driver() -> Driver:
         async def _show_warnings(self, connection: Any) -> None:
             pass
 
+        def _escape_args(self, args: Any, conn: Any) -> Any:
+            return escaped(conn, args)  # executemany(): mysqlclient's literals too
+
     async def new_cursor(raw: Any) -> Any:
         return raw.cursor(QuietCursor)
 
     def escaped(raw: Any, args: Any) -> Any:
-        """The arguments as SQL literals, as asyncmy's ``Cursor.mogrify`` escapes them."""
+        """The arguments as SQL literals, as mysqlclient's ``Cursor.execute`` escapes them."""
         if isinstance(args, tuple | list):
-            return tuple(raw.literal(arg) for arg in args)
+            return tuple(literal(raw, arg) for arg in args)
         if isinstance(args, dict):
-            return {key: raw.literal(value) for key, value in args.items()}
+            return {key: literal(raw, value) for key, value in args.items()}
         return raw.escape(args)
 
     async def execute(raw: Any, query: Any, args: Any) -> _Outcome:
@@ -135,6 +138,30 @@ def asyncmy_driver() -> Driver:
         {**converters.conversions, FIELD_TYPE.TIME: typecast_time},
         lambda raw: bool(raw.connected),
     )
+
+
+def literal(raw: Any, value: Any) -> str:
+    """``value`` as an SQL literal, as mysqlclient's ``Connection.literal`` makes it.
+
+    asyncmy's own ``literal`` differs where raw SQL sees it: it rejects a list
+    (mysqlclient's ``IN %s`` with a list), a set and a bytearray with
+    TypeError, and always marks bytes ``_binary`` (a string comparison of
+    them becomes binary, a selected one comes back as bytes); mysqlclient
+    does that only with ``OPTIONS["binary_prefix"]``.
+    """
+    if isinstance(value, str):
+        return "'" + raw.escape_string(value) + "'"  # type: ignore[no-any-return]
+    if isinstance(value, bytes | bytearray):
+        quoted: str = raw._quote_bytes(bytes(value))  # NO_BACKSLASH_ESCAPES too, as libmysql
+        return "_binary" + quoted if raw._binary_prefix else quoted
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return "(" + ",".join(literal(raw, item) for item in value) + ")"
+    if kind is set or kind is frozenset:
+        if not all(isinstance(item, str) for item in value):
+            raise TypeError("set elements must be strings")
+        return "'" + raw.escape_string(",".join(value)) + "'"  # type: ignore[no-any-return]
+    return raw.escape(value, raw._encoders)  # type: ignore[no-any-return]
 
 
 # -- errors
@@ -326,7 +353,7 @@ class Connection:
         return self.raw.escape(value, mapping)  # type: ignore[no-any-return]
 
     def literal(self, value: Any) -> str:
-        return self.raw.literal(value)  # type: ignore[no-any-return]
+        return literal(self.raw, value)
 
     def thread_id(self) -> int:
         return int(self._thread_id)
