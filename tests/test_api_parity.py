@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,28 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import connections
-from django.db.models import signals
+from django.db.models import (
+    Avg,
+    BigIntegerField,
+    BinaryField,
+    BooleanField,
+    CharField,
+    Count,
+    DateField,
+    DateTimeField,
+    DecimalField,
+    DurationField,
+    F,
+    FloatField,
+    JSONField,
+    Min,
+    Sum,
+    TimeField,
+    UUIDField,
+    Value,
+    signals,
+)
+from django.db.models.functions import Cast
 from students.models import Student
 
 import aorm
@@ -251,6 +273,183 @@ async def related_managers_of_the_instances_alias(db: str) -> Any:
 # --- Values through the driver ----------------------------------------------------------------
 
 
+WHEN = datetime.datetime(2024, 3, 31, 1, 30, 0, 123456, tzinfo=datetime.UTC)  # Paris: DST day
+
+ANNOTATIONS: dict[str, Any] = {
+    "decimal": Value(Decimal("12.3400"), DecimalField(max_digits=10, decimal_places=4)),
+    "negative decimal": Value(Decimal("-0.5"), DecimalField(max_digits=3, decimal_places=1)),
+    "duration": Value(datetime.timedelta(days=-1, microseconds=5), DurationField()),
+    "uuid": Value(uuid.UUID(int=2**100 + 7), UUIDField()),
+    "time": Value(datetime.time(23, 59, 59, 999999), TimeField()),
+    "date": Value(datetime.date(2020, 2, 29), DateField()),
+    "datetime": Value(WHEN, DateTimeField()),
+    "float": Value(0.1 + 0.2, FloatField()),
+    "binary": Value(b"\x00\xff\x80", BinaryField()),
+    "empty": Value("", CharField()),
+    "null": Value(None, CharField()),
+    "json": Value({"a": [1, None, 2.5, "é"], "b": {"c": True}}, JSONField()),
+    "json null": Value(None, JSONField()),
+    "big": Value(2**62, BigIntegerField()),
+    "bool": Value(True, BooleanField()),
+    "cast": Cast(Value("12.5"), DecimalField(max_digits=5, decimal_places=2)),
+}
+
+
+async def annotated_values(db: str) -> Any:
+    objects = Edge.objects.using(db)
+    await objects.acreate(label="x")
+    results = {}
+    for name, value in ANNOTATIONS.items():
+        try:
+            got = await objects.annotate(v=value).values_list("v", flat=True).aget(label="x")
+            results[name] = (
+                type(got).__name__,
+                bytes(got) if isinstance(got, memoryview) else got,
+            )
+        except Exception as exc:
+            results[name] = ("raised", type(exc).__name__)
+    return results
+
+
+async def stored_values(db: str) -> Any:
+    objects = Edge.objects.using(db)
+    await objects.abulk_create(
+        [
+            Edge(label="null", data=None),
+            Edge(label="json null", data=Value(None, JSONField())),
+            Edge(label="nested", data={"k": None, "l": [{"m": 2**53 + 1}], "f": 1e-7}),
+            Edge(label="string", data="text", text="x" * 70_000),
+            Edge(label="when", when=WHEN, big=-(2**63)),
+        ]
+    )
+    return (
+        [(e.label, e.data, len(e.text), e.when, e.big) async for e in objects.order_by("label")],
+        await objects.filter(data__isnull=True).acount(),
+        await objects.filter(data=None).acount(),
+        await objects.filter(data__k=None).acount(),
+        await objects.filter(data__l__0__m=2**53 + 1).acount(),
+        await objects.filter(when=WHEN).acount(),
+    )
+
+
+# --- Iterating and awaiting -------------------------------------------------------------------
+
+
+async def library(db: str) -> None:
+    ann = await Author.objects.using(db).acreate(name="ann")
+    bob = await Author.objects.using(db).acreate(name="bob")
+    red = await Tag.objects.using(db).acreate(name="red")
+    for i, (author, when) in enumerate(
+        [(ann, WHEN), (ann, None), (bob, WHEN.replace(month=11, day=2))]
+    ):
+        book = await Book.objects.using(db).acreate(title=f"b{i}", author=author, published=when)
+        if i != 1:
+            await book.tags.aadd(red)
+
+
+async def each(calls: dict[str, Callable[[], Awaitable[Any]]]) -> dict[str, Any]:
+    """Every call's outcome, in order: one that raises does not hide the next."""
+    results: dict[str, Any] = {}
+    for name, call in calls.items():
+        try:
+            results[name] = ("returned", await call())
+        except Exception as exc:
+            results[name] = ("raised", type(exc).__name__, str(exc))
+    return results
+
+
+async def listed(iterable: Any) -> list[Any]:
+    return [item async for item in iterable]
+
+
+async def awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def iterating(db: str) -> Any:
+    await library(db)
+    books = Book.objects.using(db)
+    authors = Author.objects.using(db)
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    raw = "SELECT id, name, 1 AS n FROM app_author WHERE name = %s"
+
+    async def prefetched() -> Any:
+        related = books.select_related("author").prefetch_related("tags")
+        return [
+            (b.title, [t.name for t in b.tags.all()], b.author.name)
+            async for b in related.aiterator(chunk_size=2)
+        ]
+
+    return await each(
+        {
+            "values": lambda: listed(books.values("title", "author__name")),
+            "flat": lambda: listed(books.values_list("title", flat=True)),
+            "named": lambda: listed(books.values_list("title", "pages", named=True)),
+            "dates": lambda: listed(books.dates("published", "month")),
+            "datetimes": lambda: listed(books.datetimes("published", "hour")),
+            "datetimes tz": lambda: listed(books.datetimes("published", "hour", tzinfo=paris)),
+            "await datetimes": lambda: books.datetimes("published", "day", order="DESC").aall(),
+            "aiterator prefetch": prefetched,
+            # values_list() without flat=True: Django's aiterator() raises SynchronousOnlyOperation
+            "aiterator": lambda: listed(books.values_list("title", flat=True).aiterator(1)),
+            "aiterator values": lambda: listed(books.values("title").aiterator(chunk_size=2)),
+            "await raw": lambda: awaited(authors.raw("SELECT * FROM app_author")),
+            "raw params": lambda: listed(authors.raw(raw, ["bob"])),
+            "grouped": lambda: books.values_list("author__name").annotate(n=Count("id")).aall(),
+        }
+    )
+
+
+async def queries(db: str) -> Any:
+    await library(db)
+    books = Book.objects.using(db)
+    empty = books.filter(title="none")
+    return await each(
+        {
+            "aggregate": lambda: books.aaggregate(
+                n=Count("id"), avg=Avg("pages"), sum=Sum("pages"), first=Min("published")
+            ),
+            "empty aggregate": lambda: empty.aaggregate(
+                n=Count("id"), avg=Avg("pages"), sum=Sum("pages", default=0)
+            ),
+            "first unordered": lambda: books.order_by().afirst(),
+            "last": lambda: books.alast(),
+            "first empty": lambda: empty.afirst(),
+            "in_bulk": lambda: Author.objects.using(db).ain_bulk(["ann"], field_name="name"),
+            "exists": lambda: empty.aexists(),
+            "count distinct": lambda: books.values("author").distinct().acount(),
+            "update": lambda: books.filter(published__isnull=False).aupdate(pages=F("pages") + 1),
+            "latest without ordering": lambda: books.alatest(),
+            "update a slice": lambda: books.all()[:1].aupdate(pages=1),
+            "delete a slice": lambda: books.all()[:1].adelete(),
+            "delete distinct": lambda: books.distinct("title").adelete(),
+            "get two": lambda: books.aget(author__name="ann"),
+            "get none": lambda: books.aget(title="none"),
+            "in_bulk not unique": lambda: books.ain_bulk(["b0"], field_name="title"),
+            "iterator bad chunk": lambda: books.aiterator(chunk_size=0).__anext__(),
+            "create a duplicate": lambda: Author.objects.using(db).acreate(name="ann"),
+            "contains other model": lambda: books.acontains(Author(pk=1)),
+            "delete cascade": lambda: Author.objects.using(db).filter(name="ann").adelete(),
+            "delete m2m": lambda: Tag.objects.using(db).all().adelete(),
+        }
+    )
+
+
+def natural(value: Any) -> Any:
+    """Model instances by what they name (their primary keys differ between the runs)."""
+    if isinstance(value, Author | Tag | Student):
+        return (type(value).__name__, value.name)
+    if isinstance(value, Book):
+        return ("Book", value.title)
+    if isinstance(value, dict):
+        return {key: natural(item) for key, item in value.items()}
+    if isinstance(value, tuple):  # named tuples too (values_list(named=True))
+        return (type(value).__name__, *(natural(item) for item in value))
+    if isinstance(value, list):
+        return [natural(item) for item in value]
+    return value
+
+
 CASES: list[Case] = [
     raw_parameters,
     raw_queryset_with_a_sequence,
@@ -260,13 +459,17 @@ CASES: list[Case] = [
     racing_update_or_create,
     bulk_create_conflicts,
     related_managers_of_the_instances_alias,
+    annotated_values,
+    stored_values,
+    iterating,
+    queries,
 ]
 
 
 async def outcome(case: Case, alias: str) -> Any:
     await sync_to_async(clean)()
     try:
-        return ("returned", await case(alias))
+        return ("returned", natural(await case(alias)))
     except Exception as exc:
         return ("raised", type(exc).__name__, str(exc))
 
