@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
+import warnings
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -44,6 +45,7 @@ from django.db.models import (
     signals,
 )
 from django.db.models.functions import Cast
+from django.test import override_settings
 from students.models import Student
 
 import aorm
@@ -332,6 +334,30 @@ async def stored_values(db: str) -> Any:
     )
 
 
+async def naive_datetimes(db: str) -> Any:
+    objects = Edge.objects.using(db)
+    edge = await objects.acreate(label="n", when=datetime.datetime(2024, 7, 1, 12, 30))
+    return await each(
+        {
+            "stored": lambda: objects.values_list("when", flat=True).aget(pk=edge.pk),
+            "hour": lambda: objects.filter(when__hour=12).acount(),
+            "datetimes": lambda: listed(objects.datetimes("when", "hour")),
+        }
+    )
+
+
+async def time_zone_settings_changed(db: str) -> Any:
+    """Pooled connections follow ``USE_TZ`` and ``TIME_ZONE`` as they change (tests do)."""
+    await Edge.objects.using(db).acount()  # a pooled connection, set up with the old ones
+    results = []
+    for changed in ({"USE_TZ": False}, {"TIME_ZONE": "America/New_York"}):
+        with override_settings(**changed), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a naive datetime with USE_TZ
+            results.append(await naive_datetimes(db))
+        await Edge.objects.using(db).all().adelete()
+    return results
+
+
 # --- Iterating and awaiting -------------------------------------------------------------------
 
 
@@ -463,6 +489,7 @@ CASES: list[Case] = [
     stored_values,
     iterating,
     queries,
+    time_zone_settings_changed,
 ]
 
 
