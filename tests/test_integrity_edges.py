@@ -160,27 +160,29 @@ async def test_a_statement_cancelled_inside_a_block_dooms_the_transaction(write:
     assert await names() == ["next"]
 
 
+def slow_query() -> None:
+    """A query that runs for seconds unless it is cancelled (synchronous ORM code)."""
+    with connections["default"].cursor() as cursor:
+        if POSTGRESQL:
+            cursor.execute("SELECT pg_sleep(10)")
+        elif MYSQL:
+            cursor.execute("SELECT SLEEP(10)")
+        else:
+            cursor.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                "LIMIT 100000000) SELECT count(*) FROM c"
+            )
+
+
 async def test_a_request_cancelled_while_its_children_query_in_its_block() -> None:
     """A cancelled request rolls back everything, its children's writes included;
     the children's cancelled queries leave no connection or session behind."""
     querying = asyncio.Event()
 
-    def slow() -> None:
-        with connections["default"].cursor() as cursor:
-            if POSTGRESQL:
-                cursor.execute("SELECT pg_sleep(10)")
-            elif MYSQL:
-                cursor.execute("SELECT SLEEP(10)")
-            else:
-                cursor.execute(
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-                    "LIMIT 100000000) SELECT count(*) FROM c"
-                )
-
     async def child(i: int) -> None:
         await Student.objects.acreate(name=f"child{i}", age=i)
         querying.set()
-        await aorm.run(slow)
+        await aorm.run(slow_query)
 
     async def request() -> None:
         async with transaction.atomic():
@@ -227,22 +229,10 @@ async def test_a_task_group_failure_cancels_a_sibling_mid_query() -> None:
     rolls back and raises the group."""
     querying = asyncio.Event()
 
-    def slow() -> None:
-        with connections["default"].cursor() as cursor:
-            if POSTGRESQL:
-                cursor.execute("SELECT pg_sleep(10)")
-            elif MYSQL:
-                cursor.execute("SELECT SLEEP(10)")
-            else:
-                cursor.execute(
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-                    "LIMIT 100000000) SELECT count(*) FROM c"
-                )
-
     async def querying_child() -> None:
         await Student.objects.acreate(name="child", age=1)
         querying.set()
-        await aorm.run(slow)
+        await aorm.run(slow_query)
 
     async def failing_child() -> None:
         await querying.wait()
